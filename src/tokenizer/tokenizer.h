@@ -1,0 +1,71 @@
+// Text <-> token ids for decoder-only models.
+//
+// One class serves every checkpoint format: it is built either from a
+// Hugging Face tokenizer.json (+ tokenizer_config.json) or from a plain
+// BpeSpec (which the GGUF loader fills from its metadata). The byte-level
+// BPE model (GPT-2, Llama-3, Qwen2, SmolLM2) is implemented; a
+// SentencePiece-style BPE (metaspace + byte fallback: Llama 2, Mistral,
+// Gemma) is a second Model kind beside it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kt {
+
+// The token ids of one text and, for each token, the half-open byte range
+// [first, second) of the input text it covers. Tokens inserted by the
+// post-processor (BOS/EOS) have an empty range at 0 / at the end.
+struct Encoding {
+  std::vector<int32_t> ids;
+  std::vector<std::pair<size_t, size_t>> offsets;
+};
+
+// Named pre-tokenizer split patterns (llama.cpp's `tokenizer.ggml.pre` names
+// map onto these too).
+enum class SplitPattern { Gpt2, Llama3, Qwen2, SmolLM /* digits alone, then GPT-2 */ };
+
+// Everything a byte-level BPE tokenizer needs, independent of file format.
+struct BpeSpec {
+  enum class Kind { ByteLevelBpe, SentencePieceBpe } kind = Kind::ByteLevelBpe;
+  std::vector<std::string> tokens;           // id -> token string (byte-level alphabet)
+  std::vector<std::string> merges;           // "left right", highest priority first
+  std::vector<int32_t> token_types;          // GGUF types (1 normal, 3 control, 4 user-defined, 6 byte); may be empty
+  std::vector<int32_t> special_ids;          // added/special tokens matched before splitting
+  SplitPattern pattern = SplitPattern::Gpt2;
+  std::optional<int32_t> bos_id, eos_id;
+  bool add_bos = false;
+  bool add_eos = false;
+};
+
+class Tokenizer {
+ public:
+  // Loads `dir`/tokenizer.json and, where present, tokenizer_config.json.
+  // Throws kt::Error naming the file and field on malformed input.
+  static Tokenizer from_hf_dir(const std::string& dir);
+  static Tokenizer from_spec(const BpeSpec& spec);
+
+  // add_special: insert BOS/EOS as the tokenizer's post-processor says.
+  Encoding encode(const std::string& text, bool add_special = true) const;
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
+  // The text of one token (its raw bytes; may be a partial UTF-8 sequence).
+  std::string token_text(int32_t id) const;
+
+  size_t vocab_size() const;
+  std::optional<int32_t> bos_id() const;
+  std::optional<int32_t> eos_id() const;
+
+  ~Tokenizer();
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+
+ private:
+  struct Impl;
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kt
