@@ -1,0 +1,10 @@
+// Each subcommand registers itself on the app and runs from its callback.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace kt::cli {
+
+void add_predict(CLI::App& app);
+void add_inspect(CLI::App& app);
+
+}  // namespace kt::cli

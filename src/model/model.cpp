@@ -1,0 +1,203 @@
+#include "model/model.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "util/error.h"
+
+namespace kt {
+namespace fs = std::filesystem;
+
+at::ScalarType parse_dtype(const std::string& s) {
+  if (s == "float32" || s == "fp32" || s == "f32") return at::kFloat;
+  if (s == "bfloat16" || s == "bf16") return at::kBFloat16;
+  if (s == "float16" || s == "fp16" || s == "f16") return at::kHalf;
+  throw Error("dtype '" + s + "' is not one of float32, bfloat16, float16");
+}
+
+at::Device parse_device(const std::string& s) {
+  if (s == "cpu") return at::kCPU;
+  if (s.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA()) throw Error("device '" + s + "' requested but this build of libtorch has no CUDA device available");
+    try {
+      return at::Device(s);
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error("device '" + s + "' is not one of cpu, cuda, cuda:N");
+}
+
+std::unique_ptr<Model> load_gguf_model(const std::string& path, const LoadOptions& opts);  // model/gguf_model.cpp
+
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  c10::InferenceMode guard;
+  if (!fs::exists(path)) throw Error(path + ": no such file or directory");
+  if (fs::is_regular_file(path)) {
+    if (fs::path(path).extension() == ".gguf") return load_gguf_model(path, opts);
+    throw Error(path + ": expected a Hugging Face checkpoint directory or a .gguf file");
+  }
+  const std::string cfg_path = (fs::path(path) / "config.json").string();
+  if (!fs::exists(cfg_path)) throw Error(cfg_path + ": missing (expected a Hugging Face config.json)");
+  ModelConfig cfg = parse_hf_config(cfg_path);
+  auto tok = std::make_unique<Tokenizer>(Tokenizer::from_hf_dir(path));
+  auto src = open_safetensors_source(path);
+  Weights w = load_weights(cfg, *src, opts.dtype, opts.device);
+  return std::make_unique<Model>(std::move(cfg), std::move(tok), std::move(w), opts, path);
+}
+
+Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path)
+    : cfg_(std::move(cfg)), tok_(std::move(tok)), w_(std::move(w)), opts_(opts), path_(std::move(path)) {
+  if (cfg_.arch->rope == RopeStyle::None || cfg_.rotary_dim == 0) return;
+  // inv_freq in float32, as transformers computes it.
+  const int64_t rd = cfg_.rotary_dim;
+  at::Tensor exponent = at::arange(0, rd, 2, at::kLong).to(at::kFloat) / static_cast<float>(rd);
+  at::Tensor inv = 1.0 / at::pow(at::scalar_tensor(cfg_.rope_theta, at::kFloat), exponent);
+  const RopeScaling& rs = cfg_.rope_scaling;
+  if (rs.type == "linear") {
+    inv = inv / rs.factor;
+  } else if (rs.type == "llama3") {
+    const double old_ctx = static_cast<double>(rs.original_max_positions);
+    const double low_wavelen = old_ctx / rs.low_freq_factor, high_wavelen = old_ctx / rs.high_freq_factor;
+    at::Tensor wavelen = 2 * M_PI / inv;
+    at::Tensor scaled = at::where(wavelen > low_wavelen, inv / rs.factor, inv);
+    at::Tensor smooth = (old_ctx / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
+    at::Tensor medium = at::logical_not(wavelen < high_wavelen) * at::logical_not(wavelen > low_wavelen);
+    inv = at::where(medium, smoothed, scaled);
+  }
+  inv_freq_ = inv.to(opts_.device);
+}
+
+std::pair<at::Tensor, at::Tensor> Model::rotary_tables(int64_t T) const {
+  at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(opts_.device));
+  at::Tensor freqs = at::outer(pos, inv_freq_);  // [T, rd/2]
+  at::Tensor emb = cfg_.arch->rope == RopeStyle::Interleaved ? freqs.repeat_interleave(2, -1)
+                                                             : at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(opts_.dtype), emb.sin().to(opts_.dtype)};
+}
+
+namespace {
+
+// x: [B, heads, T, head_dim]; rotates the first rotary_dim dims.
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style) {
+  const int64_t rd = cos.size(-1);
+  at::Tensor rot = x.narrow(-1, 0, rd);
+  at::Tensor turned;
+  if (style == RopeStyle::Half) {
+    at::Tensor x1 = rot.narrow(-1, 0, rd / 2), x2 = rot.narrow(-1, rd / 2, rd / 2);
+    turned = at::cat({-x2, x1}, -1);
+  } else {  // interleaved pairs (x0, x1) -> (-x1, x0)
+    at::Tensor x1 = rot.slice(-1, 0, rd, 2), x2 = rot.slice(-1, 1, rd, 2);
+    turned = at::stack({-x2, x1}, -1).flatten(-2);
+  }
+  at::Tensor out = rot * cos + turned * sin;
+  if (rd == x.size(-1)) return out;
+  return at::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+at::Tensor activate(const at::Tensor& x, Act a) {
+  switch (a) {
+    case Act::SiLU: return at::silu(x);
+    case Act::Gelu: return at::gelu(x);
+    case Act::GeluTanh: return at::gelu(x, "tanh");
+    case Act::Relu: return at::relu(x);
+  }
+  return x;
+}
+
+}  // namespace
+
+at::Tensor Model::norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
+  if (cfg_.arch->norm == NormKind::LayerNorm) return at::layer_norm(x, {cfg_.hidden}, w, b, cfg_.norm_eps);
+  // RMSNorm in float32, scaled in the compute dtype (as transformers does).
+  at::Tensor xf = x.to(at::kFloat);
+  xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + cfg_.norm_eps);
+  return w * xf.to(x.scalar_type());
+}
+
+at::Tensor Model::attention(const LayerWeights& L, const at::Tensor& h, const at::Tensor& cos,
+                            const at::Tensor& sin) const {
+  const int64_t B = h.size(0), T = h.size(1), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
+  at::Tensor q = linear(h, L.q_w, L.q_b).view({B, T, nh, hd}).transpose(1, 2);
+  at::Tensor k = linear(h, L.k_w, L.k_b).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor v = linear(h, L.v_w, L.v_b).view({B, T, nkv, hd}).transpose(1, 2);
+  if (cos.defined()) {
+    q = apply_rotary(q, cos, sin, cfg_.arch->rope);
+    k = apply_rotary(k, cos, sin, cfg_.arch->rope);
+  }
+  if (nkv != nh) {
+    k = k.repeat_interleave(nh / nkv, 1);
+    v = v.repeat_interleave(nh / nkv, 1);
+  }
+  // Scores and softmax in float32 (GPT-J and GPT-NeoX upcast; llama's
+  // softmax is float32 too), probabilities back in the compute dtype.
+  at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) / std::sqrt(double(hd));
+  at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(h.device())).triu(1);
+  scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type());
+  at::Tensor o = at::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
+  return linear(o, L.o_w, L.o_b);
+}
+
+at::Tensor Model::mlp(const LayerWeights& L, const at::Tensor& h) const {
+  if (cfg_.arch->mlp == MlpKind::GatedSiLU)
+    return linear(activate(linear(h, L.gate_w, L.gate_b), cfg_.act) * linear(h, L.up_w, L.up_b), L.down_w, L.down_b);
+  return linear(activate(linear(h, L.up_w, L.up_b), cfg_.act), L.down_w, L.down_b);
+}
+
+at::Tensor Model::embed(const at::Tensor& ids) const {
+  c10::InferenceMode guard;
+  return at::embedding(w_.embed, ids.to(opts_.device));
+}
+
+at::Tensor Model::forward(const at::Tensor& ids_in, const SiteHook& hook, bool last_only) const {
+  c10::InferenceMode guard;
+  if (ids_in.dim() != 2) throw Error("forward: ids must be [batch, tokens]");
+  const int64_t T = ids_in.size(1);
+  if (T == 0) throw Error("forward: empty input (no tokens)");
+  if (T > cfg_.max_positions)
+    throw Error("input has " + std::to_string(T) + " tokens, more than the model's context of " +
+                std::to_string(cfg_.max_positions));
+  at::Tensor ids = ids_in.to(opts_.device, at::kLong);
+  auto at_site = [&](SiteKind k, int64_t l, at::Tensor& v) {
+    if (hook) hook(Site{k, l}, v);
+  };
+
+  at::Tensor x = at::embedding(w_.embed, ids);
+  at_site(SiteKind::Embed, 0, x);
+  if (cfg_.arch->learned_positions) x = x + w_.pos_embed.narrow(0, 0, T).unsqueeze(0);
+
+  at::Tensor cos, sin;
+  if (inv_freq_.defined()) std::tie(cos, sin) = rotary_tables(T);
+
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    const LayerWeights& L = w_.layers[l];
+    at_site(SiteKind::ResidPre, l, x);
+    at::Tensor h1 = norm(x, L.attn_norm_w, L.attn_norm_b);
+    at::Tensor a = attention(L, h1, cos, sin);
+    at_site(SiteKind::Attn, l, a);
+    if (cfg_.parallel_block) {
+      at::Tensor h2 = cfg_.arch->shared_block_norm ? h1 : norm(x, L.mlp_norm_w, L.mlp_norm_b);
+      at::Tensor m = mlp(L, h2);
+      at_site(SiteKind::Mlp, l, m);
+      x = x + a + m;
+    } else {
+      x = x + a;
+      at::Tensor m = mlp(L, norm(x, L.mlp_norm_w, L.mlp_norm_b));
+      at_site(SiteKind::Mlp, l, m);
+      x = x + m;
+    }
+    at_site(SiteKind::ResidPost, l, x);
+  }
+  if (last_only) x = x.select(1, T - 1);
+  x = norm(x, w_.final_norm_w, w_.final_norm_b);
+  return linear(x, w_.lm_head_w, w_.lm_head_b).to(at::kFloat);
+}
+
+}  // namespace kt

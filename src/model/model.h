@@ -1,0 +1,63 @@
+// A loaded decoder-only language model: config, tokenizer, weights, and
+// the forward pass with named sites (see sites.h).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+
+#include "model/config.h"
+#include "model/sites.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kt {
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+};
+
+// "float32" | "bfloat16" | "float16" (also fp32/bf16/fp16); kt::Error otherwise.
+at::ScalarType parse_dtype(const std::string& s);
+// "cpu" | "cuda" | "cuda:N"; kt::Error otherwise or when CUDA is unavailable.
+at::Device parse_device(const std::string& s);
+
+class Model {
+ public:
+  // `path`: a Hugging Face checkpoint directory or a .gguf file.
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts = {});
+
+  const ModelConfig& config() const { return cfg_; }
+  const Tokenizer& tokenizer() const { return *tok_; }
+  const std::string& path() const { return path_; }
+  at::ScalarType dtype() const { return opts_.dtype; }
+  at::Device device() const { return opts_.device; }
+
+  // ids: [batch, tokens] int64 (equal-length rows, no padding). Returns
+  // float32 logits [batch, tokens, vocab], or [batch, vocab] for the last
+  // position only. `hook` sees every site in forward order.
+  at::Tensor forward(const at::Tensor& ids, const SiteHook& hook = nullptr, bool last_only = false) const;
+
+  // Token embeddings [batch, tokens, hidden] in the compute dtype.
+  at::Tensor embed(const at::Tensor& ids) const;
+
+  Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path);
+
+ private:
+  at::Tensor attention(const LayerWeights& L, const at::Tensor& h, const at::Tensor& cos,
+                       const at::Tensor& sin) const;
+  at::Tensor mlp(const LayerWeights& L, const at::Tensor& h) const;
+  at::Tensor norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
+  // cos/sin tables [tokens, rotary_dim] for positions 0..T-1.
+  std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t T) const;
+
+  ModelConfig cfg_;
+  std::unique_ptr<Tokenizer> tok_;
+  Weights w_;
+  LoadOptions opts_;
+  std::string path_;
+  at::Tensor inv_freq_;  // float32 [rotary_dim / 2]
+};
+
+}  // namespace kt
