@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""ROME's causal tracing re-expressed on Hugging Face transformers: goldens.
+
+For each model and fact this computes, the way ROME's causal_trace.py does
+(one forward pass per restoration, a batch whose row 0 is clean and rows
+1..S corrupted, numpy RandomState(seed) noise drawn afresh for every run):
+
+  high_score, low_score, answer, subject range and the [tokens, layers]
+  score matrix of the five mediators: hidden, hidden_attn_severed,
+  hidden_mlp_severed, mlp (window W) and attn (window W),
+
+for the resid_post convention (ROME's) and resid_pre (input of block l).
+Severing keeps attention / MLP outputs at token t at their corrupted value
+from the *same* noise draw (DESIGN.md section 2; ROME's notebook redraws).
+
+  python3 tests/reference/rome_reference.py fixtures   # tiny fixture models
+  python3 tests/reference/rome_reference.py smollm2    # needs models/*.gguf
+
+Writes tests/fixtures/traces/<model>.json.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import transformers as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "tests", "fixtures", "traces")
+
+FIXTURE_FACTS = [
+    ("The Eiffel Tower is located in the city of", "The Eiffel Tower"),
+    ("Vinson Massif is located in the continent of", "Vinson Massif"),
+    ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux"),
+    ("Miles Davis plays the", "Miles Davis"),
+]
+SMOLLM_KNOWN_IDS = [0, 1, 2]  # read from known_1000 ($KNOWTRACE_DATA_DIR)
+
+MEDIATORS = ["hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"]
+
+
+def names(model):
+    t = model.config.model_type
+    if t in ("llama", "mistral", "qwen2"):
+        return "model.embed_tokens", "model.layers.{}", "model.layers.{}.self_attn", "model.layers.{}.mlp"
+    if t in ("gpt2", "gptj"):
+        return "transformer.wte", "transformer.h.{}", "transformer.h.{}.attn", "transformer.h.{}.mlp"
+    if t == "gpt_neox":
+        return "gpt_neox.embed_in", "gpt_neox.layers.{}", "gpt_neox.layers.{}.attention", "gpt_neox.layers.{}.mlp"
+    raise ValueError(t)
+
+
+def untuple(x):
+    return x[0] if isinstance(x, tuple) else x
+
+
+def decode_tokens(tok, ids):
+    return [tok.decode([i]) for i in ids]
+
+
+def find_token_range(tok, ids, subject):
+    """ROME's character-matching subject finder."""
+    toks = decode_tokens(tok, ids)
+    whole = "".join(toks)
+    loc0 = whole.index(subject)
+    loc, b, e = 0, None, None
+    for i, t in enumerate(toks):
+        loc += len(t)
+        if b is None and loc > loc0:
+            b = i
+        if e is None and loc >= loc0 + len(subject):
+            e = i + 1
+            break
+    return b, e
+
+
+def embedding_std(model, tok, subjects):
+    """ROME's collect_embedding_std: each subject alone, with special tokens."""
+    emb = model.get_input_embeddings()
+    vals = [emb(torch.tensor([tok(s)["input_ids"]])).flatten() for s in subjects]
+    return torch.cat(vals).std().item()
+
+
+class Tracer:
+    def __init__(self, model, tok, samples, noise, seed=1, window=10, convention="resid_post"):
+        self.m, self.tok, self.S, self.noise, self.seed = model, tok, samples, noise, seed
+        self.window, self.convention = window, convention
+        self.emb_name, self.layer_t, self.attn_t, self.mlp_t = names(model)
+        self.L = model.config.num_hidden_layers
+        self.mods = dict(model.named_modules())
+
+    def run(self, ids, b, e, restore=(), freeze=(), record=()):
+        """One forward of S+1 rows. restore: (t, module name, 'out'|'in');
+        freeze: (t, module name, values [S+1, T, d]); record: module names.
+        Returns (p(answer) per row at the last position, recorded outputs)."""
+        rs = np.random.RandomState(self.seed)  # ROME reseeds for every run
+        inp = torch.tensor([ids] * (self.S + 1))
+        hooks, recorded = [], {}
+
+        def embed_hook(mod, args, out):
+            noise = torch.from_numpy(rs.randn(self.S, e - b, out.shape[2])) * self.noise
+            out[1:, b:e] += noise.to(out.device)
+            return out
+
+        hooks.append(self.mods[self.emb_name].register_forward_hook(embed_hook))
+        by_mod = {}
+        for t, name, where in restore:
+            by_mod.setdefault((name, where), []).append(t)
+        frozen = {}
+        for t, name, vals in freeze:
+            frozen.setdefault(name, []).append((t, vals))
+
+        def out_hook(name):
+            def f(mod, args, out):
+                h = untuple(out)
+                for t in by_mod.get((name, "out"), []):
+                    h[1:, t] = h[0, t]
+                for t, vals in frozen.get(name, []):
+                    h[1:, t] = vals[1:, t]
+                if name in record:
+                    recorded[name] = h.detach().clone()
+                return out
+            return f
+
+        def in_hook(name):
+            def f(mod, args, kwargs):
+                h = args[0] if args else kwargs["hidden_states"]
+                for t in by_mod.get((name, "in"), []):
+                    h[1:, t] = h[0, t]
+            return f
+
+        names_out = {n for (n, w) in by_mod if w == "out"} | set(frozen) | set(record)
+        for n in names_out:
+            hooks.append(self.mods[n].register_forward_hook(out_hook(n)))
+        for n in {n for (n, w) in by_mod if w == "in"}:
+            hooks.append(self.mods[n].register_forward_pre_hook(in_hook(n), with_kwargs=True))
+        try:
+            with torch.no_grad():
+                logits = self.m(input_ids=inp).logits[:, -1, :].float()
+        finally:
+            for h in hooks:
+                h.remove()
+        return torch.softmax(logits, dim=-1), recorded
+
+    def trace(self, prompt, subject, mediators=MEDIATORS):
+        ids = self.tok(prompt)["input_ids"]
+        b, e = find_token_range(self.tok, ids, subject)
+        T = len(ids)
+        p, _ = self.run(ids, b, e)  # row 0 clean
+        answer = int(torch.argmax(p[0]))
+        high = float(p[0, answer])
+        attn_names = [self.attn_t.format(l) for l in range(self.L)]
+        mlp_names = [self.mlp_t.format(l) for l in range(self.L)]
+        p_low, corrupted = self.run(ids, b, e, record=attn_names + mlp_names)
+        low = float(p_low[1:, answer].mean())
+        where = "out" if self.convention == "resid_post" else "in"
+        out = {"input_ids": ids, "subject_range": [b, e], "answer_id": answer, "answer": self.tok.decode([answer]),
+               "high_score": high, "low_score": low, "scores": {}}
+        for med in mediators:
+            table = np.zeros((T, self.L))
+            for t in range(T):
+                for l in range(self.L):
+                    restore, freeze = [], []
+                    if med.startswith("hidden"):
+                        restore.append((t, self.layer_t.format(l), where))
+                        if med == "hidden_attn_severed":
+                            freeze = [(t, n, corrupted[n]) for n in attn_names]
+                        elif med == "hidden_mlp_severed":
+                            freeze = [(t, n, corrupted[n]) for n in mlp_names]
+                    else:
+                        tmpl = self.mlp_t if med == "mlp" else self.attn_t
+                        lo, hi = max(0, l - self.window // 2), min(self.L, l - (-self.window // 2))
+                        restore = [(t, tmpl.format(k), "out") for k in range(lo, hi)]
+                    pr, _ = self.run(ids, b, e, restore=restore, freeze=freeze)
+                    table[t, l] = float(pr[1:, answer].mean())
+            out["scores"][med] = table.tolist()
+        return out
+
+
+def fixtures():
+    models_dir = os.path.join(ROOT, "tests", "fixtures", "models")
+    for name in sorted(os.listdir(models_dir)):
+        d = os.path.join(models_dir, name)
+        model = tf.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+        tok = tf.AutoTokenizer.from_pretrained(d)
+        subjects = [s for _, s in FIXTURE_FACTS]
+        std = embedding_std(model, tok, subjects)
+        golden = {"model": name, "samples": 4, "window": 2, "seed": 1, "noise_std_multiple": 3,
+                  "embedding_std": std, "noise_level": 3 * std, "facts": []}
+        for prompt, subject in FIXTURE_FACTS[:3]:
+            fact = {"prompt": prompt, "subject": subject}
+            for conv in ("resid_post", "resid_pre"):
+                tr = Tracer(model, tok, samples=4, noise=3 * std, window=2, convention=conv)
+                fact[conv] = tr.trace(prompt, subject)
+            golden["facts"].append(fact)
+        os.makedirs(OUT, exist_ok=True)
+        with open(os.path.join(OUT, name + ".json"), "w") as f:
+            json.dump(golden, f, ensure_ascii=False)
+        print(f"{name}: noise {3 * std:.4f}, {len(golden['facts'])} facts")
+
+
+def smollm2():
+    import glob
+    gguf = sorted(glob.glob(os.path.join(ROOT, "models", "*.gguf")))
+    gguf = [g for g in gguf if "smollm2" in os.path.basename(g).lower()]
+    if not gguf:
+        sys.exit("no SmolLM2 .gguf under models/: run scripts/get-model.sh smollm2-135m")
+    path = gguf[0]
+    data = os.environ.get("KNOWTRACE_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
+    known = json.load(open(os.path.join(data, "known_1000.json")))
+    model = tf.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
+                                                    dtype=torch.float32, attn_implementation="eager").eval()
+    tok = tf.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+    std = embedding_std(model, tok, [k["subject"] for k in known])
+    golden = {"model": os.path.basename(path), "samples": 10, "window": 10, "seed": 1, "noise_std_multiple": 3,
+              "embedding_std": std, "noise_level": 3 * std, "facts": []}
+    tr = Tracer(model, tok, samples=10, noise=3 * std, window=10)
+    for kid in SMOLLM_KNOWN_IDS:
+        k = known[kid]
+        t0 = time.time()
+        res = tr.trace(k["prompt"], k["subject"])
+        golden["facts"].append({"known_id": kid, "prompt": k["prompt"], "subject": k["subject"], "resid_post": res,
+                                "seconds": time.time() - t0})
+        print(f"known {kid}: answer {res['answer']!r} high {res['high_score']:.4f} low {res['low_score']:.4f}"
+              f" ({time.time() - t0:.0f} s)", flush=True)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "smollm2.json"), "w") as f:
+        json.dump(golden, f, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "fixtures"
+    {"fixtures": fixtures, "smollm2": smollm2}[what]()
