@@ -6,5 +6,6 @@ namespace kt::cli {
 
 void add_predict(CLI::App& app);
 void add_inspect(CLI::App& app);
+void add_trace(CLI::App& app);
 
 }  // namespace kt::cli

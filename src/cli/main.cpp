@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   kt::cli::add_predict(app);
   kt::cli::add_inspect(app);
+  kt::cli::add_trace(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

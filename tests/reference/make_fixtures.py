@@ -7,9 +7,10 @@ exactly as it would a downloaded model. Goldens come from transformers'
 own forward pass (eager attention, float32):
 
   golden.json          prompts, token ids, array index
-  logits_last.bin      float32 [n_prompts, vocab]   last-position logits
-  logits_all.bin       float32 [tokens, vocab]      every position of prompt 0
-  sites.bin            float32 values of forward hooks on prompt 0
+  golden_logits_last.bin      float32 [n_prompts, vocab]   last-position logits
+  golden_logits_all.bin       float32 [tokens, vocab]      every position of prompt 0
+  golden_logits_last_bf16.bin float32 [n_prompts, vocab]   transformers run in bfloat16
+  golden_sites.bin            float32 values of forward hooks on prompt 0
 
 Run from the repository root:  python3 tests/reference/make_fixtures.py
 Needs: torch, transformers, tokenizers (PyPI). The tokenizers come from
@@ -100,10 +101,10 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs):
         for p in model.parameters():
             p.copy_(p.to(store_dtype).float())
     model.to(store_dtype).save_pretrained(out)
-    model.float()
     tok.save_pretrained(out)
-    for extra in ("golden.json",):
-        pass
+    # Goldens come from the checkpoint as a user would load it (buffers such
+    # as rotary frequencies are rebuilt in float32, not cast from storage).
+    model = tf.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
 
     emb_name, layer_t, attn_t, mlp_t = module_names(cfg.model_type, cfg.num_hidden_layers)
     mods = dict(model.named_modules())
@@ -145,6 +146,12 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs):
             margins.append(float(top2[0] - top2[1]))
 
     np.stack(last_logits).astype("<f4").tofile(os.path.join(out, "golden_logits_last.bin"))
+    # transformers' own bfloat16 run: the yardstick for knowtrace's bf16 error.
+    model_bf16 = tf.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16,
+                                                         attn_implementation="eager").eval()
+    with torch.no_grad():
+        bf16_last = [model_bf16(input_ids=torch.tensor([ids])).logits[0, -1].float().numpy() for ids in ids_all]
+    np.stack(bf16_last).astype("<f4").tofile(os.path.join(out, "golden_logits_last_bf16.bin"))
     logits0.astype("<f4").tofile(os.path.join(out, "golden_logits_all.bin"))
     site_index, offset = [], 0
     with open(os.path.join(out, "golden_sites.bin"), "wb") as f:

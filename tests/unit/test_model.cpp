@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "model/model.h"
+#include "util/error.h"
 #include "util/paths.h"
 
 namespace {
@@ -117,22 +118,29 @@ TEST_P(ModelParity, PatchingASiteReproducesTheOtherRun) {
             1e-4);
 }
 
-TEST_P(ModelParity, Bfloat16AgreesWithFp32Golden) {
+TEST_P(ModelParity, Bfloat16ErrorIsNoWorseThanTransformersBf16) {
   Golden g(GetParam());
+  const int64_t V = g.j["vocab_size"], P = g.j["prompts"].size();
+  at::Tensor hf_bf16 =
+      at::from_blob(read_f32(kModels + GetParam() + "/golden_logits_last_bf16.bin").data(), {P, V}, at::kFloat)
+          .clone();
   kt::LoadOptions o;
   o.dtype = at::kBFloat16;
   auto model = kt::Model::load(kModels + GetParam(), o);
-  double worst = 0;
-  for (size_t i = 0; i < g.j["prompts"].size(); ++i) {
+  double ours = 0, theirs = 0;
+  for (int64_t i = 0; i < P; ++i) {
     auto ids = g.j["input_ids"][i].get<std::vector<int32_t>>();
-    at::Tensor lp = at::log_softmax(model->forward(ids_tensor(ids), nullptr, true)[0], -1);
     at::Tensor want = at::log_softmax(g.last[i], -1);
-    worst = std::max(worst, (lp - want).abs().max().item<double>());
+    at::Tensor lp = at::log_softmax(model->forward(ids_tensor(ids), nullptr, true)[0], -1);
+    ours = std::max(ours, (lp - want).abs().max().item<double>());
+    theirs = std::max(theirs, (at::log_softmax(hf_bf16[i], -1) - want).abs().max().item<double>());
   }
-  // bf16 keeps 8 mantissa bits: on these small random models the
-  // log-probabilities stay within 0.05 of fp32 (measured ~0.01-0.03).
-  EXPECT_LE(worst, 0.05);
-  std::printf("[parity] %-9s bf16 max |log-prob diff| vs fp32 golden %.3g\n", GetParam().c_str(), worst);
+  // The yardstick is transformers' own bf16 run of the same checkpoint: its
+  // rounding error against fp32 (0.03-0.06 on these models). knowtrace's
+  // bf16 path rounds at different points, so allow up to twice that.
+  EXPECT_LE(ours, 2 * theirs);
+  std::printf("[parity] %-9s bf16 max |log-prob diff| vs fp32: knowtrace %.3g, transformers bf16 %.3g\n",
+              GetParam().c_str(), ours, theirs);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelParity, ::testing::ValuesIn(kArchs),

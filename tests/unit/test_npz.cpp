@@ -1,6 +1,6 @@
 // links: kt_io
 // .npy / .npz writer and reader: round trips, numpy-written fixtures
-// (tests/fixtures/npz/, made by tests/fixtures/npz/make_fixtures.py), and
+// (tests/fixtures/npz/, made by tests/reference/make_npz_fixtures.py), and
 // hostile input. Files it writes are left in <build>/test_npz_out/ with JSON
 // sidecars, so `python3 tests/reference/check_npz.py --expect X.json X.npz`
 // can confirm numpy reads them.

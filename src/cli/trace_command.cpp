@@ -1,0 +1,143 @@
+// `knowtrace trace`: causal trace of one fact, printed as a table and
+// written as ROME-compatible .npz files.
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "model/model.h"
+#include "trace/result_store.h"
+#include "trace/tracer.h"
+#include "util/error.h"
+
+namespace kt::cli {
+namespace {
+
+struct TraceArgs {
+  std::string model, prompt, subject, expect, out, noise = "s3", device = "cpu", dtype = "float32";
+  std::string convention = "resid_post";
+  std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
+  std::vector<std::string> noise_subjects;
+  int64_t samples = 10, window = 10;
+  uint32_t seed = 1;
+  bool replace = false, as_json = false;
+};
+
+void print_table(const FactTrace& f, const MediatorTrace& m) {
+  const int64_t T = m.scores.size(0), L = m.scores.size(1);
+  std::printf("\n%s  (p(answer) with the cell restored; low %.4f, high %.4f)\n", mediator_name(m.mediator).c_str(),
+              f.low_score, f.high_score);
+  std::printf("%-18s", "token \\ layer");
+  for (int64_t l = 0; l < L; ++l) std::printf("%6lld", static_cast<long long>(l));
+  std::printf("\n");
+  auto acc = m.scores.accessor<double, 2>();
+  for (int64_t t = 0; t < T; ++t) {
+    std::string tok = f.input_tokens[t];
+    for (char& c : tok)
+      if (c == '\n' || c == '\t') c = ' ';
+    if (tok.size() > 15) tok = tok.substr(0, 15);
+    const bool subj = t >= f.subject_begin && t < f.subject_end;
+    std::printf("%c %-16s", subj ? '*' : ' ', ("'" + tok + "'").c_str());
+    for (int64_t l = 0; l < L; ++l) std::printf("%6.3f", acc[t][l]);
+    std::printf("\n");
+  }
+}
+
+void run_trace(const TraceArgs& a) {
+  TraceSettings s;
+  s.samples = a.samples;
+  s.window = a.window;
+  s.convention = parse_convention(a.convention);
+  s.mediators.clear();
+  for (const auto& m : a.mediators) s.mediators.push_back(parse_mediator(m));
+  s.noise = parse_noise(a.noise, a.seed, a.replace);
+  LoadOptions o;
+  o.dtype = parse_dtype(a.dtype);
+  o.device = parse_device(a.device);
+  auto model = Model::load(a.model, o);
+  if (s.noise.std_multiple > 0) {
+    // Without a data set, the std comes from this fact's subject (and any
+    // --noise-subject given), each tokenized alone as ROME does.
+    std::vector<std::string> subjects = a.noise_subjects;
+    subjects.push_back(a.subject);
+    s.noise.level = s.noise.std_multiple * subject_embedding_std(*model, subjects);
+    s.noise.std_multiple = 0;
+  }
+  validate_fact(*model, a.prompt, a.subject, s);
+  std::optional<std::string> expect;
+  if (!a.expect.empty()) expect = a.expect;
+  const bool tty = isatty(fileno(stderr));
+  auto t0 = std::chrono::steady_clock::now();
+  FactTrace f = trace_fact_reference(*model, a.prompt, a.subject, s, expect, [&](int64_t done, int64_t total) {
+    if (tty && (done % 10 == 0 || done == total))
+      std::fprintf(stderr, "\rtracing: %lld/%lld restorations", (long long)done, (long long)total);
+  });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (tty) std::fprintf(stderr, "\n");
+  std::vector<std::string> written;
+  if (!a.out.empty()) {
+    const std::string fp = trace_fingerprint(*model, s);
+    for (const auto& m : f.traces) {
+      written.push_back(trace_file_name(a.out, "fact", m.mediator));
+      write_trace_npz(written.back(), f, m, s, fp);
+    }
+  }
+  if (a.as_json) {
+    nlohmann::json j = {{"prompt", f.prompt},     {"subject", f.subject},        {"input_ids", f.input_ids},
+                        {"input_tokens", f.input_tokens}, {"subject_range", {f.subject_begin, f.subject_end}},
+                        {"answer", f.answer},     {"answer_id", f.answer_id},    {"high_score", f.high_score},
+                        {"low_score", f.low_score}, {"noise_level", s.noise.level}, {"seconds", secs},
+                        {"correct_prediction", f.correct_prediction}, {"files", written}};
+    for (const auto& m : f.traces) {
+      auto acc = m.scores.accessor<double, 2>();
+      nlohmann::json rows = nlohmann::json::array();
+      for (int64_t t = 0; t < m.scores.size(0); ++t) {
+        std::vector<double> r(&acc[t][0], &acc[t][0] + m.scores.size(1));
+        rows.push_back(r);
+      }
+      j["scores"][mediator_name(m.mediator)] = rows;
+    }
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return;
+  }
+  std::printf("prompt   %s\nsubject  %s (tokens %lld..%lld)\nanswer   '%s' (id %d)  high_score %.4f  low_score %.4f  total effect %.4f\n"
+              "noise    %s = %.5g, %lld samples, seed %u\n",
+              f.prompt.c_str(), f.subject.c_str(), (long long)f.subject_begin, (long long)f.subject_end - 1,
+              f.answer.c_str(), f.answer_id, f.high_score, f.low_score, f.high_score - f.low_score, a.noise.c_str(),
+              s.noise.level, (long long)s.samples, s.noise.seed);
+  if (expect) std::printf("expected '%s': %s\n", expect->c_str(), f.correct_prediction ? "correct" : "WRONG");
+  for (const auto& m : f.traces) print_table(f, m);
+  std::printf("\n%.2f s (reference engine)\n", secs);
+  for (const auto& w : written) std::printf("wrote %s\n", w.c_str());
+}
+
+}  // namespace
+
+void add_trace(CLI::App& app) {
+  auto* cmd = app.add_subcommand("trace", "Causal trace of one fact (all mediators), printed and stored as .npz");
+  auto a = std::make_shared<TraceArgs>();
+  cmd->add_option("--model", a->model, "Hugging Face checkpoint directory or .gguf file")->required();
+  cmd->add_option("--prompt", a->prompt, "Prompt text (the fact without its answer)")->required();
+  cmd->add_option("--subject", a->subject, "Subject, as it occurs in the prompt")->required();
+  cmd->add_option("--expect", a->expect, "Expected answer (ROME's correct_prediction check)");
+  cmd->add_option("--mediators", a->mediators, "hidden hidden_attn_severed hidden_mlp_severed mlp attn")
+      ->capture_default_str();
+  cmd->add_option("--samples", a->samples, "Noise samples S")->capture_default_str();
+  cmd->add_option("--noise", a->noise, "s<k> (k x subject embedding std) | number | u<x>")->capture_default_str();
+  cmd->add_option("--noise-subject", a->noise_subjects, "Extra subjects for the s<k> std (default: this subject)");
+  cmd->add_option("--seed", a->seed, "numpy RandomState seed")->capture_default_str();
+  cmd->add_flag("--replace", a->replace, "Replace the subject embeddings by the noise instead of adding it");
+  cmd->add_option("--window", a->window, "Window of the mlp/attn mediators")->capture_default_str();
+  cmd->add_option("--convention", a->convention, "resid_post (ROME) | resid_pre")->capture_default_str();
+  cmd->add_option("--out", a->out, "Directory for the .npz results");
+  cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16")->capture_default_str();
+  cmd->add_flag("--json", a->as_json, "One JSON object on stdout");
+  cmd->callback([=] { run_trace(*a); });
+}
+
+}  // namespace kt::cli

@@ -1,0 +1,188 @@
+#include "trace/tracer.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+
+#include "model/model.h"
+#include "trace/subject.h"
+#include "util/error.h"
+
+namespace kt {
+
+std::string mediator_name(Mediator m) {
+  switch (m) {
+    case Mediator::Hidden: return "hidden";
+    case Mediator::HiddenAttnSevered: return "hidden_attn_severed";
+    case Mediator::HiddenMlpSevered: return "hidden_mlp_severed";
+    case Mediator::Mlp: return "mlp";
+    case Mediator::Attn: return "attn";
+  }
+  return "";
+}
+
+std::vector<Mediator> all_mediators() {
+  return {Mediator::Hidden, Mediator::HiddenAttnSevered, Mediator::HiddenMlpSevered, Mediator::Mlp, Mediator::Attn};
+}
+
+Mediator parse_mediator(const std::string& name) {
+  for (Mediator m : all_mediators())
+    if (mediator_name(m) == name) return m;
+  throw Error("unknown mediator '" + name + "' (valid: hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn)");
+}
+
+std::string convention_name(HiddenConvention c) {
+  return c == HiddenConvention::ResidPost ? "resid_post" : "resid_pre";
+}
+
+HiddenConvention parse_convention(const std::string& name) {
+  if (name == "resid_post") return HiddenConvention::ResidPost;
+  if (name == "resid_pre") return HiddenConvention::ResidPre;
+  throw Error("hidden-state convention '" + name + "' is not one of resid_post (ROME), resid_pre");
+}
+
+void validate_fact(const Model& model, const std::string& prompt, const std::string& subject,
+                   const TraceSettings& s) {
+  if (prompt.empty()) throw Error("prompt is empty");
+  if (subject.empty()) throw Error("subject is empty");
+  if (prompt.find(subject) == std::string::npos)
+    throw Error("subject '" + subject + "' does not occur in prompt '" + prompt + "'");
+  if (subject == prompt)
+    throw Error("subject '" + subject + "' is the whole prompt: nothing follows it to predict from");
+  if (s.samples < 1) throw Error("samples must be at least 1 (got " + std::to_string(s.samples) + ")");
+  const int64_t L = model.config().n_layers;
+  if (s.window < 1 || s.window > L)
+    throw Error("window " + std::to_string(s.window) + " must be between 1 and the model's " + std::to_string(L) +
+                " layers");
+  if (s.noise.std_multiple > 0) throw Error("noise '" + s.noise.text + "' must be resolved to a number before tracing");
+  const int64_t T = static_cast<int64_t>(model.tokenizer().encode(prompt).ids.size());
+  if (T > model.config().max_positions)
+    throw Error("prompt has " + std::to_string(T) + " tokens, more than the model's context of " +
+                std::to_string(model.config().max_positions));
+}
+
+namespace {
+
+// Which sites a cell (t, l) of a mediator restores, and which it freezes at
+// their corrupted values.
+struct CellPlan {
+  std::vector<Site> restore;
+  std::vector<Site> freeze;
+};
+
+CellPlan plan_cell(Mediator m, int64_t l, const TraceSettings& s, int64_t L) {
+  CellPlan p;
+  const SiteKind hidden = s.convention == HiddenConvention::ResidPost ? SiteKind::ResidPost : SiteKind::ResidPre;
+  switch (m) {
+    case Mediator::Hidden: p.restore.push_back({hidden, l}); break;
+    case Mediator::HiddenAttnSevered:
+    case Mediator::HiddenMlpSevered: {
+      p.restore.push_back({hidden, l});
+      const SiteKind frozen = m == Mediator::HiddenAttnSevered ? SiteKind::Attn : SiteKind::Mlp;
+      for (int64_t k = 0; k < L; ++k) p.freeze.push_back({frozen, k});
+      break;
+    }
+    case Mediator::Mlp:
+    case Mediator::Attn: {
+      // ROME's window: [l - W//2, l + ceil(W/2)) clipped to the layers.
+      const int64_t lo = std::max<int64_t>(0, l - s.window / 2);
+      const int64_t hi = std::min<int64_t>(L, l + (s.window + 1) / 2);
+      for (int64_t k = lo; k < hi; ++k) p.restore.push_back({m == Mediator::Mlp ? SiteKind::Mlp : SiteKind::Attn, k});
+      break;
+    }
+  }
+  return p;
+}
+
+int64_t site_index(const Site& s, int64_t L) {
+  return s.kind == SiteKind::Embed ? 0 : 1 + static_cast<int64_t>(s.kind) * L + s.layer;
+}
+
+}  // namespace
+
+FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
+                               const TraceSettings& st, const std::optional<std::string>& expect,
+                               const TraceProgress& progress) {
+  c10::InferenceMode guard;
+  validate_fact(model, prompt, subject, st);
+  const Tokenizer& tok = model.tokenizer();
+  const ModelConfig& cfg = model.config();
+  const int64_t L = cfg.n_layers, S = st.samples;
+
+  FactTrace f;
+  f.prompt = prompt;
+  f.subject = subject;
+  Encoding enc = tok.encode(prompt);
+  f.input_ids = enc.ids;
+  for (int32_t id : enc.ids) f.input_tokens.push_back(tok.decode({id}));
+  std::tie(f.subject_begin, f.subject_end) = subject_token_range(enc, prompt, subject);
+  const int64_t T = static_cast<int64_t>(enc.ids.size()), b = f.subject_begin, e = f.subject_end;
+
+  at::Tensor ids1 = at::tensor(std::vector<int64_t>(enc.ids.begin(), enc.ids.end()), at::kLong).unsqueeze(0);
+  at::Tensor idsS = ids1.expand({S, T}).contiguous();
+
+  // Clean run: every site recorded (index by site_index).
+  std::vector<at::Tensor> clean(1 + 5 * L);
+  SiteHook record_clean = [&](const Site& s, at::Tensor& v) { clean[site_index(s, L)] = v; };
+  at::Tensor p_clean = at::softmax(model.forward(ids1, record_clean, true)[0], -1);
+  f.answer_id = static_cast<int32_t>(p_clean.argmax().item<int64_t>());
+  f.high_score = p_clean[f.answer_id].item<double>();
+  f.answer = tok.decode({f.answer_id});
+  if (expect) {
+    std::string a = f.answer;
+    a.erase(0, a.find_first_not_of(" \t\n\r\f\v"));
+    a.erase(a.find_last_not_of(" \t\n\r\f\v") + 1);
+    f.correct_prediction = a == *expect;
+  }
+
+  // One noise draw per fact, as ROME reseeds per trace call.
+  at::Tensor noise = draw_noise(st.noise, S, e - b, cfg.hidden).to(model.device());
+  auto corrupt = [&](at::Tensor& x) {
+    at::Tensor out = x.clone();
+    at::Tensor span = out.narrow(1, b, e - b);
+    at::Tensor noisy = st.noise.replace ? noise : span.to(at::kDouble) + noise;
+    span.copy_(noisy.to(x.scalar_type()));
+    x = out;
+  };
+  auto score = [&](const at::Tensor& last_logits) {
+    return at::softmax(last_logits, -1).select(1, f.answer_id).mean().item<double>();
+  };
+
+  // Corrupted run: attention and MLP outputs recorded for severing.
+  std::vector<at::Tensor> corrupted(1 + 5 * L);
+  SiteHook corrupt_and_record = [&](const Site& s, at::Tensor& v) {
+    if (s.kind == SiteKind::Embed) corrupt(v);
+    corrupted[site_index(s, L)] = v;
+  };
+  f.low_score = score(model.forward(idsS, corrupt_and_record, true));
+
+  const int64_t total = static_cast<int64_t>(st.mediators.size()) * T * L;
+  int64_t done = 0;
+  for (Mediator m : st.mediators) {
+    at::Tensor scores = at::zeros({T, L}, at::kDouble);
+    auto acc = scores.accessor<double, 2>();
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t l = 0; l < L; ++l) {
+        CellPlan plan = plan_cell(m, l, st, L);
+        std::vector<char> restore(1 + 5 * L, 0), freeze(1 + 5 * L, 0);
+        for (const Site& s : plan.restore) restore[site_index(s, L)] = 1;
+        for (const Site& s : plan.freeze) freeze[site_index(s, L)] = 1;
+        SiteHook hook = [&](const Site& s, at::Tensor& v) {
+          if (s.kind == SiteKind::Embed) return corrupt(v);
+          const int64_t i = site_index(s, L);
+          const at::Tensor* src = restore[i] ? &clean[i] : freeze[i] ? &corrupted[i] : nullptr;
+          if (!src) return;
+          at::Tensor out = v.clone();
+          out.select(1, t).copy_((*src).select(1, t).expand({S, cfg.hidden}));
+          v = out;
+        };
+        acc[t][l] = score(model.forward(idsS, hook, true));
+        if (progress) progress(++done, total);
+      }
+    }
+    f.traces.push_back({m, scores});
+  }
+  return f;
+}
+
+}  // namespace kt

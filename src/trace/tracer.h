@@ -1,0 +1,64 @@
+// The reference causal tracer: ROME's algorithm, one full forward pass per
+// restoration, built on the model's site hooks. Simple on purpose: it is
+// the oracle every faster engine is tested against.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trace/noise.h"
+
+namespace kt {
+
+class Model;
+
+enum class Mediator { Hidden, HiddenAttnSevered, HiddenMlpSevered, Mlp, Attn };
+enum class HiddenConvention { ResidPost /* ROME: output of block l */, ResidPre /* input of block l */ };
+
+std::string mediator_name(Mediator m);  // "hidden", "hidden_attn_severed", ...
+Mediator parse_mediator(const std::string& name);  // kt::Error lists the valid names
+std::vector<Mediator> all_mediators();
+std::string convention_name(HiddenConvention c);
+HiddenConvention parse_convention(const std::string& name);
+
+struct TraceSettings {
+  int64_t samples = 10;
+  NoiseSpec noise;           // level must be resolved (s<k> -> number) before tracing
+  int64_t window = 10;
+  HiddenConvention convention = HiddenConvention::ResidPost;
+  std::vector<Mediator> mediators = all_mediators();
+};
+
+struct MediatorTrace {
+  Mediator mediator;
+  at::Tensor scores;  // float64 [tokens, layers]: mean p(answer) with the cell restored
+};
+
+struct FactTrace {
+  std::string prompt, subject;
+  std::vector<int32_t> input_ids;
+  std::vector<std::string> input_tokens;  // each token decoded alone, as ROME stores them
+  int64_t subject_begin = 0, subject_end = 0;
+  int32_t answer_id = 0;
+  std::string answer;
+  double high_score = 0, low_score = 0;
+  bool correct_prediction = true;  // ROME: expect is None or answer.strip() == expect
+  std::vector<MediatorTrace> traces;
+};
+
+// Checks the inputs before any work: empty prompt, subject missing or equal
+// to the whole prompt, too many tokens for the context, samples < 1,
+// window outside [1, n_layers]. Throws kt::Error with one line.
+void validate_fact(const Model& model, const std::string& prompt, const std::string& subject,
+                   const TraceSettings& s);
+
+using TraceProgress = std::function<void(int64_t done, int64_t total)>;
+
+FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
+                               const TraceSettings& settings, const std::optional<std::string>& expect = {},
+                               const TraceProgress& progress = nullptr);
+
+}  // namespace kt

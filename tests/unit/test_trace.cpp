@@ -1,0 +1,187 @@
+// links: kt_trace
+// The reference tracer against ROME's algorithm on transformers (goldens
+// from tests/reference/rome_reference.py), subject ranges, bad input, and
+// the .npz result store.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <unistd.h>
+
+#include "model/model.h"
+#include "trace/noise.h"
+#include "trace/result_store.h"
+#include "trace/subject.h"
+#include "trace/tracer.h"
+#include "util/error.h"
+#include "util/paths.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSrc = KT_SOURCE_DIR;
+const std::vector<std::string> kArchs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj"};
+const std::vector<std::string> kFixtureSubjects = {"The Eiffel Tower", "Vinson Massif", "Danielle Darrieux",
+                                                   "Miles Davis"};
+
+nlohmann::json golden(const std::string& name) {
+  return nlohmann::json::parse(kt::read_text_file(kSrc + "/tests/fixtures/traces/" + name + ".json"));
+}
+
+double compare_trace(const kt::FactTrace& f, const nlohmann::json& g, double tol, const std::string& what) {
+  EXPECT_EQ(f.input_ids, g["input_ids"].get<std::vector<int32_t>>()) << what;
+  EXPECT_EQ(f.subject_begin, g["subject_range"][0].get<int64_t>()) << what;
+  EXPECT_EQ(f.subject_end, g["subject_range"][1].get<int64_t>()) << what;
+  EXPECT_EQ(f.answer_id, g["answer_id"].get<int32_t>()) << what;
+  EXPECT_NEAR(f.high_score, g["high_score"].get<double>(), tol) << what;
+  EXPECT_NEAR(f.low_score, g["low_score"].get<double>(), tol) << what;
+  double worst = 0;
+  for (const auto& m : f.traces) {
+    const auto& want = g["scores"][kt::mediator_name(m.mediator)];
+    auto acc = m.scores.accessor<double, 2>();
+    ASSERT_EQ(static_cast<size_t>(m.scores.size(0)), want.size()) << what;
+    for (int64_t t = 0; t < m.scores.size(0); ++t)
+      for (int64_t l = 0; l < m.scores.size(1); ++l) {
+        double d = std::abs(acc[t][l] - want[t][l].get<double>());
+        worst = std::max(worst, d);
+        EXPECT_LE(d, tol) << what << " " << kt::mediator_name(m.mediator) << " cell (" << t << ", " << l << ")";
+      }
+  }
+  return worst;
+}
+
+class TraceParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TraceParity, AllMediatorsBothConventionsMatchRomeOnTransformers) {
+  const auto g = golden(GetParam());
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/" + GetParam());
+  const double std = kt::subject_embedding_std(*model, kFixtureSubjects);
+  EXPECT_NEAR(std, g["embedding_std"].get<double>(), 1e-6);
+  double worst = 0;
+  for (const auto& fact : g["facts"]) {
+    for (const char* conv : {"resid_post", "resid_pre"}) {
+      kt::TraceSettings s;
+      s.samples = g["samples"];
+      s.window = g["window"];
+      s.noise = kt::parse_noise(std::to_string(g["noise_level"].get<double>()));
+      s.noise.level = g["noise_level"];
+      s.convention = kt::parse_convention(conv);
+      auto f = kt::trace_fact_reference(*model, fact["prompt"], fact["subject"], s);
+      worst = std::max(worst, compare_trace(f, fact[conv], 1e-5, GetParam() + " " + conv));
+    }
+  }
+  std::printf("[trace parity] %-9s max |score diff| %.3g over %zu facts x 5 mediators x 2 conventions\n",
+              GetParam().c_str(), worst, g["facts"].size());
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TraceParity, ::testing::ValuesIn(kArchs),
+                         [](const auto& info) { return info.param; });
+
+kt::TraceSettings small_settings() {
+  kt::TraceSettings s;
+  s.samples = 2;
+  s.window = 2;
+  s.noise = kt::parse_noise("0.3");
+  return s;
+}
+
+void expect_error(const std::function<void()>& fn, const std::string& needle) {
+  try {
+    fn();
+    FAIL() << "expected kt::Error containing '" << needle << "'";
+  } catch (const kt::Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find(needle), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
+}
+
+TEST(TraceErrors, BadFactsAndSettingsAreOneLineErrors) {
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/gpt2");
+  const auto& M = *model;
+  auto s = small_settings();
+  expect_error([&] { kt::validate_fact(M, "Paris is in", "Berlin", s); }, "does not occur");
+  expect_error([&] { kt::validate_fact(M, "", "x", s); }, "prompt is empty");
+  expect_error([&] { kt::validate_fact(M, "Paris", "Paris", s); }, "whole prompt");
+  std::string long_prompt;
+  for (int i = 0; i < 200; ++i) long_prompt += "word ";
+  expect_error([&] { kt::validate_fact(M, long_prompt + "Paris is", "Paris", s); }, "context");
+  auto s0 = s;
+  s0.samples = 0;
+  expect_error([&] { kt::validate_fact(M, "Paris is in", "Paris", s0); }, "samples");
+  auto sw = s;
+  sw.window = 4;
+  expect_error([&] { kt::validate_fact(M, "Paris is in", "Paris", sw); }, "window 4");
+  expect_error([] { kt::parse_mediator("neurons"); }, "unknown mediator 'neurons'");
+  expect_error([] { kt::parse_noise("loud"); }, "noise 'loud'");
+  expect_error([] { kt::parse_convention("middle"); }, "middle");
+  // The tracer validates before it computes anything.
+  expect_error([&] { kt::trace_fact_reference(M, "Paris is in", "Rome", s); }, "does not occur");
+}
+
+TEST(SubjectRange, ByteOffsetsAgreeWithRomeCharacterMatching) {
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/llama");
+  const auto& tok = model->tokenizer();
+  const std::string prompt = "The mother tongue of Danielle Darrieux is";
+  auto enc = tok.encode(prompt);
+  EXPECT_EQ(kt::subject_token_range(enc, prompt, "Danielle Darrieux"),
+            kt::rome_token_range(tok, enc.ids, "Danielle Darrieux"));
+  // A multi-byte subject: the byte-offset range still covers it.
+  const std::string p2 = "Le Corbusier worked in Zürich and Paris";
+  auto e2 = tok.encode(p2);
+  auto [b, e] = kt::subject_token_range(e2, p2, "Zürich");
+  const size_t sb = p2.find("Zürich");
+  EXPECT_LE(e2.offsets[b].first, sb);
+  EXPECT_GE(e2.offsets[e - 1].second, sb + std::string("Zürich").size());
+}
+
+TEST(SubjectRange, AgreesWithRomeOnEveryAsciiKnown1000Prompt) {
+  const std::string dir = kt::data_dir_from_env();
+  if (dir.empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
+  auto known = nlohmann::json::parse(kt::read_text_file(dir + "/known_1000.json"));
+  for (const char* name : {"llama", "gpt2", "qwen2"}) {
+    auto model = kt::Model::load(kSrc + "/tests/fixtures/models/" + name);
+    const auto& tok = model->tokenizer();
+    int checked = 0;
+    for (const auto& k : known) {
+      const std::string p = k["prompt"], subj = k["subject"];
+      bool ascii = true;
+      for (unsigned char c : p) ascii = ascii && c < 0x80;
+      if (!ascii) continue;
+      auto enc = tok.encode(p);
+      ASSERT_EQ(kt::subject_token_range(enc, p, subj), kt::rome_token_range(tok, enc.ids, subj))
+          << name << " known_id " << k["known_id"];
+      ++checked;
+    }
+    EXPECT_EQ(checked, 1200) << name;  // 1209 records, 9 with non-ASCII text
+  }
+}
+
+TEST(ResultStore, NpzRoundTripAndFingerprintCheck) {
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/gpt2");
+  auto s = small_settings();
+  s.mediators = {kt::Mediator::Hidden, kt::Mediator::Mlp};
+  auto f = kt::trace_fact_reference(*model, "Miles Davis plays the", "Miles Davis", s, std::string("trumpet"));
+  const fs::path dir = fs::temp_directory_path() / ("kt_store_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const std::string fp = kt::trace_fingerprint(*model, s);
+  const std::string path = kt::trace_file_name(dir.string(), "7", kt::Mediator::Mlp);
+  kt::write_trace_npz(path, f, f.traces[1], s, fp);
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  auto back = kt::read_trace_npz(path, fp);
+  EXPECT_EQ(back.input_ids, f.input_ids);
+  EXPECT_EQ(back.input_tokens, f.input_tokens);
+  EXPECT_EQ(back.answer, f.answer);
+  EXPECT_EQ(back.subject_begin, f.subject_begin);
+  EXPECT_EQ(back.correct_prediction, f.correct_prediction);
+  EXPECT_DOUBLE_EQ(back.low_score, f.low_score);
+  EXPECT_EQ(back.traces[0].mediator, kt::Mediator::Mlp);
+  EXPECT_TRUE(at::equal(back.traces[0].scores, f.traces[1].scores));
+  auto s2 = s;
+  s2.samples = 3;
+  expect_error([&] { kt::read_trace_npz(path, kt::trace_fingerprint(*model, s2)); }, "'samples'");
+  fs::remove_all(dir);
+}
+
+}  // namespace
