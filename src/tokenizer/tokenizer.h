@@ -39,12 +39,22 @@ struct BpeSpec {
   std::optional<int32_t> bos_id, eos_id;
   bool add_bos = false;
   bool add_eos = false;
+  // Whether a pre-token that is itself in the vocabulary is emitted whole
+  // without applying merges (Hugging Face's `ignore_merges`; llama.cpp does it
+  // for the llama3 pre-tokenizer). Unset: true for SplitPattern::Llama3 only.
+  std::optional<bool> ignore_merges;
+  // Names the origin (e.g. the GGUF path) in error messages.
+  std::string source;
 };
 
 class Tokenizer {
  public:
   // Loads `dir`/tokenizer.json and, where present, tokenizer_config.json.
   // Throws kt::Error naming the file and field on malformed input.
+  // (`dir` may also be the path of a tokenizer.json itself.) BOS/EOS are
+  // added as the post-processor says; tokenizer_config.json names bos/eos
+  // and, for model-specific tokenizer classes only (as in transformers),
+  // add_bos_token / add_eos_token override the post-processor.
   static Tokenizer from_hf_dir(const std::string& dir);
   static Tokenizer from_spec(const BpeSpec& spec);
 

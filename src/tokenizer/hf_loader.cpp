@@ -1,0 +1,489 @@
+// Tokenizer::from_hf_dir: reads a Hugging Face tokenizer.json (and
+// tokenizer_config.json when present) into Tokenizer::Impl.
+#include <nlohmann/json.hpp>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_impl.h"
+#include "util/error.h"
+#include "util/paths.h"
+
+namespace kt {
+
+using json = nlohmann::json;
+using namespace kt::tok;
+
+namespace {
+
+constexpr int64_t kMaxTokenId = 1 << 26;  // far above any real vocabulary
+
+const char* type_name(const json& j) {
+  switch (j.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    default: return "an unexpected value";
+  }
+}
+
+// Keeps a message on one line whatever the input held.
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+// The file being read, for error messages: "<file>: <field>: <problem>".
+struct Ctx {
+  std::string file;
+
+  [[noreturn]] void fail(const std::string& field, const std::string& what) const {
+    throw Error(one_line(file + ": " + field + ": " + what));
+  }
+  [[noreturn]] void expected(const std::string& field, const std::string& what,
+                             const json& got) const {
+    fail(field, "expected " + what + ", got " + type_name(got));
+  }
+
+  const json& member(const json& obj, const char* key, const std::string& field) const {
+    auto it = obj.find(key);
+    if (it == obj.end()) fail(field, "missing");
+    return *it;
+  }
+  const json& object(const json& obj, const char* key, const std::string& field) const {
+    const json& v = member(obj, key, field);
+    if (!v.is_object()) expected(field, "an object", v);
+    return v;
+  }
+  std::string string(const json& obj, const char* key, const std::string& field) const {
+    const json& v = member(obj, key, field);
+    if (!v.is_string()) expected(field, "a string", v);
+    return v.get<std::string>();
+  }
+  bool flag(const json& obj, const char* key, const std::string& field, bool dflt) const {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return dflt;
+    if (!it->is_boolean()) expected(field, "true or false", *it);
+    return it->get<bool>();
+  }
+  int32_t id(const json& v, const std::string& field) const {
+    if (!v.is_number_integer()) expected(field, "a non-negative integer id", v);
+    int64_t x = v.get<int64_t>();
+    if (x < 0 || x >= kMaxTokenId) fail(field, "id " + std::to_string(x) + " is out of range");
+    return static_cast<int32_t>(x);
+  }
+};
+
+json parse_file(const std::string& path) {
+  std::string text = read_text_file(path);
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    std::string msg = e.what();
+    // nlohmann's text starts "[json.exception.parse_error.101] parse error at ...".
+    auto p = msg.find("] ");
+    if (p != std::string::npos) msg = msg.substr(p + 2);
+    throw Error(one_line(path + ": invalid JSON: " + msg));
+  }
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool is_dir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string join(const std::string& dir, const std::string& name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+[[noreturn]] void sentencepiece_unsupported(const Ctx& ctx, const std::string& field) {
+  ctx.fail(field,
+           "SentencePiece-style BPE (byte_fallback / Metaspace) is not supported yet; "
+           "only byte-level BPE tokenizers can be loaded");
+}
+
+// Whether any pre-tokenizer / normalizer in `j` is SentencePiece-flavoured.
+bool mentions_metaspace(const json& j) {
+  if (j.is_object()) {
+    auto t = j.find("type");
+    if (t != j.end() && t->is_string() && *t == "Metaspace") return true;
+    if (t != j.end() && t->is_string() && (*t == "Replace" || *t == "Prepend")) {
+      std::string s = j.dump();
+      if (s.find("\xE2\x96\x81") != std::string::npos || s.find("\\u2581") != std::string::npos)
+        return true;
+    }
+    for (auto& [k, v] : j.items())
+      if (mentions_metaspace(v)) return true;
+  } else if (j.is_array()) {
+    for (const auto& v : j)
+      if (mentions_metaspace(v)) return true;
+  }
+  return false;
+}
+
+SplitBehavior parse_behavior(const Ctx& ctx, const json& obj, const std::string& field) {
+  auto it = obj.find("behavior");
+  if (it == obj.end() || it->is_null()) return SplitBehavior::Isolated;
+  if (!it->is_string()) ctx.expected(field, "a string", *it);
+  std::string b = it->get<std::string>();
+  std::string l;
+  for (char c : b) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (l == "removed") return SplitBehavior::Removed;
+  if (l == "isolated") return SplitBehavior::Isolated;
+  if (l == "mergedwithprevious" || l == "merged_with_previous") return SplitBehavior::MergedWithPrevious;
+  if (l == "mergedwithnext" || l == "merged_with_next") return SplitBehavior::MergedWithNext;
+  if (l == "contiguous") return SplitBehavior::Contiguous;
+  ctx.fail(field, "unknown split behavior \"" + b + "\"");
+}
+
+std::shared_ptr<const Regex> compile(const Ctx& ctx, const std::string& pattern, bool literal,
+                                     const std::string& field) {
+  try {
+    return shared_regex(pattern, literal);
+  } catch (const std::invalid_argument& e) {
+    ctx.fail(field, e.what());
+  }
+}
+
+void parse_pre_tokenizer(const Ctx& ctx, const json& j, const std::string& field,
+                         std::vector<PreStep>& steps, bool& byte_level) {
+  if (j.is_null()) return;
+  if (!j.is_object()) ctx.expected(field, "an object or null", j);
+  const std::string type = ctx.string(j, "type", field + ".type");
+  if (type == "Sequence") {
+    const json& list = ctx.member(j, "pretokenizers", field + ".pretokenizers");
+    if (!list.is_array()) ctx.expected(field + ".pretokenizers", "an array", list);
+    for (size_t i = 0; i < list.size(); ++i)
+      parse_pre_tokenizer(ctx, list[i], field + ".pretokenizers[" + std::to_string(i) + "]", steps,
+                          byte_level);
+  } else if (type == "ByteLevel") {
+    PreStep st;
+    st.kind = PreStep::Kind::ByteLevel;
+    st.add_prefix_space = ctx.flag(j, "add_prefix_space", field + ".add_prefix_space", true);
+    if (ctx.flag(j, "use_regex", field + ".use_regex", true)) {
+      st.regex = compile(ctx, kGpt2Pattern, false, field);
+      st.behavior = SplitBehavior::Isolated;
+    }
+    steps.push_back(st);
+    byte_level = true;
+  } else if (type == "Split") {
+    PreStep st;
+    st.kind = PreStep::Kind::Split;
+    const json& pat = ctx.object(j, "pattern", field + ".pattern");
+    if (pat.contains("Regex")) {
+      st.regex = compile(ctx, ctx.string(pat, "Regex", field + ".pattern.Regex"), false,
+                         field + ".pattern.Regex");
+    } else if (pat.contains("String")) {
+      std::string s = ctx.string(pat, "String", field + ".pattern.String");
+      if (s.empty()) ctx.fail(field + ".pattern.String", "empty pattern");
+      st.regex = compile(ctx, s, true, field + ".pattern.String");
+    } else {
+      ctx.fail(field + ".pattern", "expected {\"Regex\": ...} or {\"String\": ...}");
+    }
+    st.behavior = parse_behavior(ctx, j, field + ".behavior");
+    st.invert = ctx.flag(j, "invert", field + ".invert", false);
+    steps.push_back(st);
+  } else if (type == "Digits") {
+    PreStep st;
+    st.kind = PreStep::Kind::Split;
+    bool individual = ctx.flag(j, "individual_digits", field + ".individual_digits", false);
+    // Rust's char::is_numeric is \p{N}; runs are merged unless individual.
+    st.regex = compile(ctx, individual ? R"(\p{N})" : R"(\p{N}+)", false, field);
+    st.behavior = SplitBehavior::Isolated;
+    steps.push_back(st);
+  } else if (type == "Metaspace") {
+    sentencepiece_unsupported(ctx, field + ".type");
+  } else {
+    ctx.fail(field + ".type", "unsupported pre-tokenizer \"" + type +
+                                  "\" (supported: ByteLevel, Split, Digits, Sequence)");
+  }
+}
+
+Normalizer parse_normalizer(const Ctx& ctx, const json& j, const std::string& field) {
+  if (j.is_null()) return Normalizer::None;
+  if (!j.is_object()) ctx.expected(field, "an object or null", j);
+  const std::string type = ctx.string(j, "type", field + ".type");
+  if (type == "NFC") return Normalizer::NFC;
+  if (type == "Sequence") {
+    const json& list = ctx.member(j, "normalizers", field + ".normalizers");
+    if (!list.is_array()) ctx.expected(field + ".normalizers", "an array", list);
+    Normalizer n = Normalizer::None;
+    for (size_t i = 0; i < list.size(); ++i) {
+      Normalizer m = parse_normalizer(ctx, list[i], field + ".normalizers[" + std::to_string(i) + "]");
+      if (m != Normalizer::None) {
+        if (n != Normalizer::None) ctx.fail(field, "more than one normalizer is not supported");
+        n = m;
+      }
+    }
+    return n;
+  }
+  ctx.fail(field + ".type", "unsupported normalizer \"" + type + "\" (supported: NFC)");
+}
+
+struct PostInfo {
+  bool trim_offsets = false;
+  std::vector<int32_t> prefix, suffix;
+};
+
+void parse_post(const Ctx& ctx, const json& j, const std::string& field, PostInfo& post) {
+  if (j.is_null()) return;
+  if (!j.is_object()) ctx.expected(field, "an object or null", j);
+  const std::string type = ctx.string(j, "type", field + ".type");
+  if (type == "Sequence") {
+    const json& list = ctx.member(j, "processors", field + ".processors");
+    if (!list.is_array()) ctx.expected(field + ".processors", "an array", list);
+    for (size_t i = 0; i < list.size(); ++i)
+      parse_post(ctx, list[i], field + ".processors[" + std::to_string(i) + "]", post);
+  } else if (type == "ByteLevel") {
+    post.trim_offsets = ctx.flag(j, "trim_offsets", field + ".trim_offsets", true);
+  } else if (type == "TemplateProcessing") {
+    const json& single = ctx.member(j, "single", field + ".single");
+    if (!single.is_array()) ctx.expected(field + ".single", "an array", single);
+    const json& specials = ctx.member(j, "special_tokens", field + ".special_tokens");
+    if (!specials.is_object()) ctx.expected(field + ".special_tokens", "an object", specials);
+    post.prefix.clear();
+    post.suffix.clear();
+    bool seen_a = false;
+    for (size_t i = 0; i < single.size(); ++i) {
+      const std::string f = field + ".single[" + std::to_string(i) + "]";
+      const json& item = single[i];
+      if (!item.is_object()) ctx.expected(f, "an object", item);
+      if (item.contains("Sequence")) {
+        seen_a = true;
+        continue;
+      }
+      const json& sp = ctx.object(item, "SpecialToken", f + ".SpecialToken");
+      std::string name = ctx.string(sp, "id", f + ".SpecialToken.id");
+      auto it = specials.find(name);
+      if (it == specials.end())
+        ctx.fail(f + ".SpecialToken.id", "\"" + name + "\" is not in special_tokens");
+      const std::string sf = field + ".special_tokens[\"" + name + "\"].ids";
+      const json& ids = ctx.member(*it, "ids", sf);
+      if (!ids.is_array()) ctx.expected(sf, "an array of ids", ids);
+      for (const json& id : ids) (seen_a ? post.suffix : post.prefix).push_back(ctx.id(id, sf));
+    }
+    if (!seen_a) ctx.fail(field + ".single", "no $A sequence in the template");
+  } else if (type == "RobertaProcessing" || type == "BertProcessing") {
+    auto tok = [&](const char* key) {
+      const std::string f = field + "." + key;
+      const json& v = ctx.member(j, key, f);
+      if (!v.is_array() || v.size() != 2) ctx.expected(f, "[token, id]", v);
+      return ctx.id(v[1], f + "[1]");
+    };
+    post.prefix = {tok("cls")};
+    post.suffix = {tok("sep")};
+    if (type == "RobertaProcessing")
+      post.trim_offsets = ctx.flag(j, "trim_offsets", field + ".trim_offsets", true);
+  } else {
+    ctx.fail(field + ".type", "unsupported post-processor \"" + type +
+                                  "\" (supported: ByteLevel, TemplateProcessing, Sequence)");
+  }
+}
+
+// "<s>" or {"content": "<s>", ...} or null.
+std::optional<std::string> token_name(const Ctx& ctx, const json& cfg, const char* key) {
+  auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object()) return ctx.string(*it, "content", std::string(key) + ".content");
+  ctx.expected(key, "a string or an object with \"content\"", *it);
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_hf_dir(const std::string& dir) {
+  std::string tok_path, cfg_path;
+  if (is_dir(dir) || dir.empty()) {
+    tok_path = join(dir, "tokenizer.json");
+    cfg_path = join(dir, "tokenizer_config.json");
+  } else {
+    // Also accept the path of a tokenizer.json itself.
+    tok_path = dir;
+    auto slash = dir.rfind('/');
+    cfg_path = join(slash == std::string::npos ? "" : dir.substr(0, slash), "tokenizer_config.json");
+  }
+  if (!file_exists(tok_path)) throw Error(tok_path + ": cannot open file (no tokenizer.json)");
+  const Ctx ctx{tok_path};
+  const json root = parse_file(tok_path);
+  auto impl = std::make_unique<Impl>();
+  try {
+    if (!root.is_object()) ctx.expected("(top level)", "an object", root);
+
+    // -- model ---------------------------------------------------------------
+    const json& model = ctx.object(root, "model", "model");
+    std::string mtype;
+    if (model.contains("type")) {
+      mtype = ctx.string(model, "type", "model.type");
+    } else if (model.contains("merges")) {
+      mtype = "BPE";  // very old files leave the type implicit
+    } else {
+      ctx.fail("model.type", "missing");
+    }
+    if (mtype != "BPE")
+      ctx.fail("model.type", "unsupported tokenizer model \"" + mtype +
+                                 "\" (only byte-level BPE is supported)");
+    if (ctx.flag(model, "byte_fallback", "model.byte_fallback", false) ||
+        mentions_metaspace(root.value("pre_tokenizer", json())) ||
+        mentions_metaspace(root.value("normalizer", json())))
+      sentencepiece_unsupported(ctx, "model");
+    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+      auto it = model.find(key);
+      if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()))
+        ctx.fail(std::string("model.") + key, "not supported (byte-level BPE has none)");
+    }
+
+    const json& vocab = ctx.member(model, "vocab", "model.vocab");
+    if (!vocab.is_object()) ctx.expected("model.vocab", "an object of token -> id", vocab);
+    std::vector<std::string> tokens;
+    std::unordered_map<std::string, int32_t> ids_by_text;
+    ids_by_text.reserve(vocab.size());
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+      int32_t id = ctx.id(it.value(), "model.vocab[\"" + it.key() + "\"]");
+      if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
+      if (!tokens[static_cast<size_t>(id)].empty())
+        ctx.fail("model.vocab[\"" + it.key() + "\"]",
+                 "id " + std::to_string(id) + " is also used by \"" +
+                     tokens[static_cast<size_t>(id)] + "\"");
+      tokens[static_cast<size_t>(id)] = it.key();
+      ids_by_text[it.key()] = id;
+    }
+
+    const json& merges_j = ctx.member(model, "merges", "model.merges");
+    if (!merges_j.is_array()) ctx.fail("model.merges", "expected an array of strings");
+    std::vector<std::pair<std::string, std::string>> merges;
+    merges.reserve(merges_j.size());
+    for (size_t i = 0; i < merges_j.size(); ++i) {
+      const json& m = merges_j[i];
+      const std::string f = "model.merges[" + std::to_string(i) + "]";
+      if (m.is_string()) {
+        const std::string s = m.get<std::string>();
+        size_t sp = s.find(' ');
+        if (sp == std::string::npos || sp == 0 || sp + 1 >= s.size() ||
+            s.find(' ', sp + 1) != std::string::npos)
+          ctx.fail(f, "expected \"left right\", got \"" + s + "\"");
+        merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+      } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+        merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+      } else {
+        ctx.fail(f, "expected a string \"left right\" or an array [left, right]");
+      }
+    }
+
+    std::optional<int32_t> unk;
+    {
+      auto it = model.find("unk_token");
+      if (it != model.end() && !it->is_null()) {
+        if (!it->is_string()) ctx.expected("model.unk_token", "a string or null", *it);
+        auto f = ids_by_text.find(it->get<std::string>());
+        if (f == ids_by_text.end())
+          ctx.fail("model.unk_token", "\"" + it->get<std::string>() + "\" is not in model.vocab");
+        unk = f->second;
+      }
+    }
+    const bool ignore_merges = ctx.flag(model, "ignore_merges", "model.ignore_merges", false);
+    const bool fuse_unk = ctx.flag(model, "fuse_unk", "model.fuse_unk", false);
+
+    // -- added tokens ----------------------------------------------------------
+    if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
+      const json& list = root["added_tokens"];
+      if (!list.is_array()) ctx.expected("added_tokens", "an array", list);
+      for (size_t i = 0; i < list.size(); ++i) {
+        const std::string f = "added_tokens[" + std::to_string(i) + "]";
+        const json& a = list[i];
+        if (!a.is_object()) ctx.expected(f, "an object", a);
+        AddedToken t;
+        t.id = ctx.id(ctx.member(a, "id", f + ".id"), f + ".id");
+        t.content = ctx.string(a, "content", f + ".content");
+        t.special = ctx.flag(a, "special", f + ".special", false);
+        t.lstrip = ctx.flag(a, "lstrip", f + ".lstrip", false);
+        t.rstrip = ctx.flag(a, "rstrip", f + ".rstrip", false);
+        t.single_word = ctx.flag(a, "single_word", f + ".single_word", false);
+        ids_by_text[t.content] = t.id;
+        impl->added.push_back(std::move(t));
+      }
+    }
+
+    try {
+      impl->model = std::make_unique<BpeModel>(std::move(tokens), merges, ignore_merges, unk,
+                                               fuse_unk);
+    } catch (const std::invalid_argument& e) {
+      // BpeModel reports "merges[i]: problem".
+      throw Error(one_line(tok_path + ": model." + e.what()));
+    }
+
+    // -- normalizer, pre-tokenizer, post-processor ---------------------------------
+    impl->normalizer = parse_normalizer(ctx, root.value("normalizer", json()), "normalizer");
+    bool byte_level = false;
+    parse_pre_tokenizer(ctx, root.value("pre_tokenizer", json()), "pre_tokenizer", impl->pre_steps,
+                        byte_level);
+    if (!byte_level)
+      ctx.fail("pre_tokenizer",
+               "no ByteLevel pre-tokenizer: only byte-level BPE tokenizers are supported");
+    PostInfo post;
+    parse_post(ctx, root.value("post_processor", json()), "post_processor", post);
+    impl->trim_offsets = post.trim_offsets;
+    impl->prefix_ids = post.prefix;
+    impl->suffix_ids = post.suffix;
+    if (!post.prefix.empty()) impl->bos = post.prefix.front();
+    if (!post.suffix.empty()) impl->eos = post.suffix.back();
+
+    // -- tokenizer_config.json -----------------------------------------------------
+    if (file_exists(cfg_path)) {
+      const Ctx cctx{cfg_path};
+      const json cfg = parse_file(cfg_path);
+      if (!cfg.is_object()) cctx.expected("(top level)", "an object", cfg);
+      auto lookup = [&](const std::optional<std::string>& name) -> std::optional<int32_t> {
+        if (!name) return std::nullopt;
+        auto it = ids_by_text.find(*name);
+        if (it == ids_by_text.end()) return std::nullopt;
+        return it->second;
+      };
+      if (auto b = lookup(token_name(cctx, cfg, "bos_token"))) impl->bos = b;
+      if (auto e = lookup(token_name(cctx, cfg, "eos_token"))) impl->eos = e;
+      // transformers' generic fast tokenizer ignores add_bos_token /
+      // add_eos_token (the post-processor decides); the model-specific
+      // classes (Llama, Gemma...) rebuild the post-processor from them.
+      std::string cls;
+      if (cfg.contains("tokenizer_class") && cfg["tokenizer_class"].is_string())
+        cls = cfg["tokenizer_class"].get<std::string>();
+      const bool generic = cls.empty() || cls == "PreTrainedTokenizerFast" ||
+                           cls == "TokenizersBackend";
+      auto apply = [&](const char* key, std::optional<int32_t> id, std::vector<int32_t>& where) {
+        auto it = cfg.find(key);
+        if (it == cfg.end() || it->is_null()) return;
+        if (!it->is_boolean()) cctx.expected(key, "true or false", *it);
+        if (generic || !id) return;
+        bool want = it->get<bool>();
+        bool has = std::find(where.begin(), where.end(), *id) != where.end();
+        if (want && !has) where.insert(&where == &impl->prefix_ids ? where.begin() : where.end(), *id);
+        if (!want && has) where.erase(std::remove(where.begin(), where.end(), *id), where.end());
+      };
+      apply("add_bos_token", impl->bos, impl->prefix_ids);
+      apply("add_eos_token", impl->eos, impl->suffix_ids);
+    }
+  } catch (const json::exception& e) {
+    // Safety net: a structure the checks above did not foresee.
+    throw Error(one_line(tok_path + ": unexpected JSON structure: " + e.what()));
+  }
+  impl->finish();
+  return Tokenizer(std::move(impl));
+}
+
+}  // namespace kt
