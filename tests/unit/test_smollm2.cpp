@@ -1,0 +1,125 @@
+// links: kt_trace
+// The real default model, SmolLM2-135M-Instruct (GGUF Q4_1), against
+// transformers loading the same file (tests/reference/make_gguf_goldens.py),
+// and the reference tracer against ROME on transformers for known_1000
+// facts (tests/reference/rome_reference.py smollm2).
+//
+// The model comes from scripts/get-model.sh (run by scripts/setup.sh); a
+// missing model fails these tests, it does not skip them.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+#include "model/model.h"
+#include "trace/tracer.h"
+#include "util/paths.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSrc = KT_SOURCE_DIR;
+const std::string kModel = kSrc + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+nlohmann::json load_json(const std::string& rel) {
+  return nlohmann::json::parse(kt::read_text_file(kSrc + "/" + rel));
+}
+
+const kt::Model& smollm2() {
+  static std::unique_ptr<kt::Model> m;
+  if (!m) {
+    if (!fs::exists(kModel)) throw std::runtime_error(kModel + " missing: run bash scripts/get-model.sh smollm2-135m");
+    m = kt::Model::load(kModel);
+  }
+  return *m;
+}
+
+TEST(SmolLM2, ArchitectureFromGgufMetadata) {
+  const auto& c = smollm2().config();
+  EXPECT_EQ(c.model_type, "llama");
+  EXPECT_EQ(c.n_layers, 30);
+  EXPECT_EQ(c.hidden, 576);
+  EXPECT_EQ(c.n_heads, 9);
+  EXPECT_EQ(c.n_kv_heads, 3);
+  EXPECT_EQ(c.vocab_size, 49152);
+  EXPECT_TRUE(c.tie_embeddings);
+}
+
+TEST(SmolLM2, TokenIdsOfAllKnown1000PromptsAndSubjectsMatchTransformers) {
+  const std::string dir = kt::data_dir_from_env();
+  if (dir.empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
+  auto known = nlohmann::json::parse(kt::read_text_file(dir + "/known_1000.json"));
+  auto golden = load_json("tests/fixtures/smollm2/token_ids.json")["ids"];
+  const auto& tok = smollm2().tokenizer();
+  int n = 0;
+  for (const auto& k : known) {
+    const auto& g = golden[std::to_string(k["known_id"].get<int>())];
+    EXPECT_EQ(tok.encode(k["prompt"]).ids, g["prompt"].get<std::vector<int32_t>>()) << "known_id " << k["known_id"];
+    EXPECT_EQ(tok.encode(k["subject"]).ids, g["subject"].get<std::vector<int32_t>>()) << "known_id " << k["known_id"];
+    ++n;
+  }
+  EXPECT_EQ(n, 1209);
+}
+
+TEST(SmolLM2, LastPositionLogProbsMatchTransformers) {
+  const std::string dir = kt::data_dir_from_env();
+  if (dir.empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
+  auto known = nlohmann::json::parse(kt::read_text_file(dir + "/known_1000.json"));
+  auto golden = load_json("tests/fixtures/smollm2/logprobs.json")["prompts"];
+  ASSERT_GE(golden.size(), 20u);
+  const auto& m = smollm2();
+  double worst = 0;
+  for (const auto& row : golden) {
+    const std::string prompt = known[row["known_id"].get<int>()]["prompt"];
+    auto ids = m.tokenizer().encode(prompt).ids;
+    at::Tensor x = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).unsqueeze(0);
+    at::Tensor lp = at::log_softmax(m.forward(x, nullptr, true)[0], -1);
+    auto top_ids = row["top_ids"].get<std::vector<int64_t>>();
+    auto top_lp = row["top_logprobs"].get<std::vector<double>>();
+    EXPECT_EQ(lp.argmax().item<int64_t>(), top_ids[0]) << prompt;
+    for (size_t i = 0; i < top_ids.size(); ++i) {
+      double d = std::abs(lp[top_ids[i]].item<double>() - top_lp[i]);
+      worst = std::max(worst, d);
+      EXPECT_LE(d, 1e-3) << prompt << " token " << top_ids[i];
+    }
+  }
+  std::printf("[smollm2] max |log-prob diff| vs transformers (top-20, %zu prompts): %.3g\n", golden.size(), worst);
+}
+
+TEST(SmolLM2, ReferenceTracerMatchesRomeOnTransformers) {
+  auto g = load_json("tests/fixtures/traces/smollm2.json");
+  const auto& m = smollm2();
+  double worst = 0;
+  for (const auto& fact : g["facts"]) {
+    kt::TraceSettings s;
+    s.samples = g["samples"];
+    s.window = g["window"];
+    s.noise = kt::parse_noise("0.1");
+    s.noise.level = g["noise_level"];
+    s.noise.text = "s3";
+    auto f = kt::trace_fact_reference(m, fact["prompt"], fact["subject"], s);
+    const auto& want = fact["resid_post"];
+    EXPECT_EQ(f.input_ids, want["input_ids"].get<std::vector<int32_t>>());
+    EXPECT_EQ(f.subject_begin, want["subject_range"][0].get<int64_t>());
+    EXPECT_EQ(f.subject_end, want["subject_range"][1].get<int64_t>());
+    EXPECT_EQ(f.answer_id, want["answer_id"].get<int32_t>());
+    EXPECT_NEAR(f.high_score, want["high_score"].get<double>(), 1e-4);
+    EXPECT_NEAR(f.low_score, want["low_score"].get<double>(), 1e-4);
+    for (const auto& tr : f.traces) {
+      const auto& w = want["scores"][kt::mediator_name(tr.mediator)];
+      auto acc = tr.scores.accessor<double, 2>();
+      for (int64_t t = 0; t < tr.scores.size(0); ++t)
+        for (int64_t l = 0; l < tr.scores.size(1); ++l) {
+          double d = std::abs(acc[t][l] - w[t][l].get<double>());
+          worst = std::max(worst, d);
+          EXPECT_LE(d, 1e-4) << fact["known_id"] << " " << kt::mediator_name(tr.mediator) << " (" << t << "," << l
+                             << ")";
+        }
+    }
+  }
+  std::printf("[smollm2] reference tracer vs ROME-on-transformers: max |score diff| %.3g over %zu facts\n", worst,
+              g["facts"].size());
+}
+
+}  // namespace
