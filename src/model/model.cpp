@@ -121,34 +121,68 @@ at::Tensor Model::norm(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   return w * xf.to(x.scalar_type());
 }
 
-at::Tensor Model::attention(const LayerWeights& L, const at::Tensor& h, const at::Tensor& cos,
-                            const at::Tensor& sin) const {
+at::Tensor Model::input_embeddings(const at::Tensor& x) const {
+  if (!cfg_.arch->learned_positions) return x;
+  return x + w_.pos_embed.narrow(0, 0, x.size(1)).unsqueeze(0);
+}
+
+at::Tensor Model::attn_norm(int64_t l, const at::Tensor& x) const {
+  return norm(x, w_.layers[l].attn_norm_w, w_.layers[l].attn_norm_b);
+}
+
+at::Tensor Model::mlp_norm(int64_t l, const at::Tensor& x) const {
+  if (cfg_.arch->shared_block_norm) return attn_norm(l, x);
+  return norm(x, w_.layers[l].mlp_norm_w, w_.layers[l].mlp_norm_b);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::Tensor& h, int64_t pos0) const {
+  const LayerWeights& L = w_.layers[l];
   const int64_t B = h.size(0), T = h.size(1), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
   at::Tensor q = linear(h, L.q_w, L.q_b).view({B, T, nh, hd}).transpose(1, 2);
   at::Tensor k = linear(h, L.k_w, L.k_b).view({B, T, nkv, hd}).transpose(1, 2);
   at::Tensor v = linear(h, L.v_w, L.v_b).view({B, T, nkv, hd}).transpose(1, 2);
-  if (cos.defined()) {
+  if (inv_freq_.defined()) {
+    auto [cos, sin] = rotary_tables(pos0 + T);
+    cos = cos.narrow(0, pos0, T), sin = sin.narrow(0, pos0, T);
     q = apply_rotary(q, cos, sin, cfg_.arch->rope);
     k = apply_rotary(k, cos, sin, cfg_.arch->rope);
   }
+  return {q, k, v};
+}
+
+at::Tensor Model::attend(const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in, int64_t q_pos0) const {
+  const int64_t B = q.size(0), Tq = q.size(2), Tk = k_in.size(2), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads;
+  at::Tensor k = k_in, v = v_in;
   if (nkv != nh) {
     k = k.repeat_interleave(nh / nkv, 1);
     v = v.repeat_interleave(nh / nkv, 1);
   }
   // Scores and softmax in float32 (GPT-J and GPT-NeoX upcast; llama's
   // softmax is float32 too), probabilities back in the compute dtype.
-  at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) / std::sqrt(double(hd));
-  at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(h.device())).triu(1);
-  scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+  at::Tensor scores =
+      at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) / std::sqrt(double(cfg_.head_dim));
+  // Query i sits at position q_pos0 + i and may see keys 0 .. q_pos0 + i.
+  auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
+  at::Tensor qpos = at::arange(q_pos0, q_pos0 + Tq, opts).unsqueeze(1);
+  at::Tensor kpos = at::arange(Tk, opts).unsqueeze(0);
+  scores.masked_fill_(kpos > qpos, -std::numeric_limits<float>::infinity());
   at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type());
-  at::Tensor o = at::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
-  return linear(o, L.o_w, L.o_b);
+  return at::matmul(probs, v).transpose(1, 2).reshape({B, Tq, nh * cfg_.head_dim});
 }
 
-at::Tensor Model::mlp(const LayerWeights& L, const at::Tensor& h) const {
+at::Tensor Model::attn_out(int64_t l, const at::Tensor& o) const {
+  return linear(o, w_.layers[l].o_w, w_.layers[l].o_b);
+}
+
+at::Tensor Model::mlp(int64_t l, const at::Tensor& h) const {
+  const LayerWeights& L = w_.layers[l];
   if (cfg_.arch->mlp == MlpKind::GatedSiLU)
     return linear(activate(linear(h, L.gate_w, L.gate_b), cfg_.act) * linear(h, L.up_w, L.up_b), L.down_w, L.down_b);
   return linear(activate(linear(h, L.up_w, L.up_b), cfg_.act), L.down_w, L.down_b);
+}
+
+at::Tensor Model::logits(const at::Tensor& x) const {
+  return linear(norm(x, w_.final_norm_w, w_.final_norm_b), w_.lm_head_w, w_.lm_head_b).to(at::kFloat);
 }
 
 at::Tensor Model::embed(const at::Tensor& ids) const {
@@ -171,33 +205,28 @@ at::Tensor Model::forward(const at::Tensor& ids_in, const SiteHook& hook, bool l
 
   at::Tensor x = at::embedding(w_.embed, ids);
   at_site(SiteKind::Embed, 0, x);
-  if (cfg_.arch->learned_positions) x = x + w_.pos_embed.narrow(0, 0, T).unsqueeze(0);
-
-  at::Tensor cos, sin;
-  if (inv_freq_.defined()) std::tie(cos, sin) = rotary_tables(T);
+  x = input_embeddings(x);
 
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
-    const LayerWeights& L = w_.layers[l];
     at_site(SiteKind::ResidPre, l, x);
-    at::Tensor h1 = norm(x, L.attn_norm_w, L.attn_norm_b);
-    at::Tensor a = attention(L, h1, cos, sin);
+    at::Tensor h1 = attn_norm(l, x);
+    auto [q, k, v] = qkv(l, h1, 0);
+    at::Tensor a = attn_out(l, attend(q, k, v, 0));
     at_site(SiteKind::Attn, l, a);
     if (cfg_.parallel_block) {
-      at::Tensor h2 = cfg_.arch->shared_block_norm ? h1 : norm(x, L.mlp_norm_w, L.mlp_norm_b);
-      at::Tensor m = mlp(L, h2);
+      at::Tensor m = mlp(l, cfg_.arch->shared_block_norm ? h1 : mlp_norm(l, x));
       at_site(SiteKind::Mlp, l, m);
       x = x + a + m;
     } else {
       x = x + a;
-      at::Tensor m = mlp(L, norm(x, L.mlp_norm_w, L.mlp_norm_b));
+      at::Tensor m = mlp(l, mlp_norm(l, x));
       at_site(SiteKind::Mlp, l, m);
       x = x + m;
     }
     at_site(SiteKind::ResidPost, l, x);
   }
   if (last_only) x = x.select(1, T - 1);
-  x = norm(x, w_.final_norm_w, w_.final_norm_b);
-  return linear(x, w_.lm_head_w, w_.lm_head_b).to(at::kFloat);
+  return logits(x);
 }
 
 }  // namespace kt

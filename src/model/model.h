@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "model/config.h"
 #include "model/sites.h"
@@ -44,10 +45,22 @@ class Model {
 
   Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path);
 
+  // ---- The pieces of one block, for engines that schedule the forward
+  // themselves (the fast tracer). forward() is built from the same calls.
+  at::Tensor input_embeddings(const at::Tensor& token_embeddings) const;  // + learned positions (gpt2)
+  at::Tensor attn_norm(int64_t layer, const at::Tensor& x) const;
+  at::Tensor mlp_norm(int64_t layer, const at::Tensor& x) const;  // the block's second norm (gptj: its only one)
+  // q [B, heads, T, hd] and k, v [B, kv_heads, T, hd] of the normed input,
+  // rotated for absolute positions pos0 .. pos0 + T - 1.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv(int64_t layer, const at::Tensor& h, int64_t pos0) const;
+  // Causal attention of queries at positions q_pos0.. over keys at 0..Tk-1;
+  // returns [B, Tq, heads * hd] before the output projection.
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_pos0) const;
+  at::Tensor attn_out(int64_t layer, const at::Tensor& o) const;  // output projection
+  at::Tensor mlp(int64_t layer, const at::Tensor& h) const;
+  at::Tensor logits(const at::Tensor& x) const;  // final norm + head, float32
+
  private:
-  at::Tensor attention(const LayerWeights& L, const at::Tensor& h, const at::Tensor& cos,
-                       const at::Tensor& sin) const;
-  at::Tensor mlp(const LayerWeights& L, const at::Tensor& h) const;
   at::Tensor norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
   // cos/sin tables [tokens, rotary_dim] for positions 0..T-1.
   std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t T) const;
