@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -10,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "model/model.h"
+#include "trace/fast_engine.h"
 #include "trace/result_store.h"
 #include "trace/tracer.h"
 #include "util/error.h"
@@ -19,7 +22,8 @@ namespace {
 
 struct TraceArgs {
   std::string model, prompt, subject, expect, out, noise = "s3", device = "cpu", dtype = "float32";
-  std::string convention = "resid_post";
+  std::string convention = "resid_post", engine = "fast";
+  int64_t max_batch_tokens = 0;
   std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
   std::vector<std::string> noise_subjects;
   int64_t samples = 10, window = 10;
@@ -67,15 +71,34 @@ void run_trace(const TraceArgs& a) {
     s.noise.level = s.noise.std_multiple * subject_embedding_std(*model, subjects);
     s.noise.std_multiple = 0;
   }
-  validate_fact(*model, a.prompt, a.subject, s);
+  if (a.engine != "fast" && a.engine != "reference")
+    throw Error("--engine '" + a.engine + "' is not one of fast, reference");
+  try {
+    validate_fact(*model, a.prompt, a.subject, s);
+  } catch (const Error& e) {
+    // Nothing is written for a bad fact but an error record.
+    if (!a.out.empty()) {
+      std::filesystem::create_directories(a.out);
+      nlohmann::json rec = {{"prompt", a.prompt}, {"subject", a.subject}, {"error", e.what()}};
+      std::ofstream(std::filesystem::path(a.out) / "fact_error.json") << rec.dump() << "\n";
+    }
+    throw;
+  }
   std::optional<std::string> expect;
   if (!a.expect.empty()) expect = a.expect;
   const bool tty = isatty(fileno(stderr));
   auto t0 = std::chrono::steady_clock::now();
-  FactTrace f = trace_fact_reference(*model, a.prompt, a.subject, s, expect, [&](int64_t done, int64_t total) {
-    if (tty && (done % 10 == 0 || done == total))
-      std::fprintf(stderr, "\rtracing: %lld/%lld restorations", (long long)done, (long long)total);
-  });
+  FactTrace f;
+  if (a.engine == "fast") {
+    FastOptions fo;
+    fo.max_batch_tokens = a.max_batch_tokens;
+    f = trace_fact_fast(*model, a.prompt, a.subject, s, expect, fo);
+  } else {
+    f = trace_fact_reference(*model, a.prompt, a.subject, s, expect, [&](int64_t done, int64_t total) {
+      if (tty && (done % 10 == 0 || done == total))
+        std::fprintf(stderr, "\rtracing: %lld/%lld restorations", (long long)done, (long long)total);
+    });
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (tty) std::fprintf(stderr, "\n");
   std::vector<std::string> written;
@@ -111,7 +134,7 @@ void run_trace(const TraceArgs& a) {
               s.noise.level, (long long)s.samples, s.noise.seed);
   if (expect) std::printf("expected '%s': %s\n", expect->c_str(), f.correct_prediction ? "correct" : "WRONG");
   for (const auto& m : f.traces) print_table(f, m);
-  std::printf("\n%.2f s (reference engine)\n", secs);
+  std::printf("\n%.2f s (%s engine)\n", secs, a.engine.c_str());
   for (const auto& w : written) std::printf("wrote %s\n", w.c_str());
 }
 
@@ -134,6 +157,8 @@ void add_trace(CLI::App& app) {
   cmd->add_option("--window", a->window, "Window of the mlp/attn mediators")->capture_default_str();
   cmd->add_option("--convention", a->convention, "resid_post (ROME) | resid_pre")->capture_default_str();
   cmd->add_option("--out", a->out, "Directory for the .npz results");
+  cmd->add_option("--engine", a->engine, "fast | reference")->capture_default_str();
+  cmd->add_option("--max-batch-tokens", a->max_batch_tokens, "Fast engine: live tokens per sweep (0 = unlimited)");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16")->capture_default_str();
   cmd->add_flag("--json", a->as_json, "One JSON object on stdout");

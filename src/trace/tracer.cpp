@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "model/model.h"
+#include "trace/fact_setup.h"
 #include "trace/subject.h"
 #include "util/error.h"
 
@@ -94,39 +95,32 @@ CellPlan plan_cell(Mediator m, int64_t l, const TraceSettings& s, int64_t L) {
   return p;
 }
 
-int64_t site_index(const Site& s, int64_t L) {
-  return s.kind == SiteKind::Embed ? 0 : 1 + static_cast<int64_t>(s.kind) * L + s.layer;
-}
-
 }  // namespace
 
-FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
-                               const TraceSettings& st, const std::optional<std::string>& expect,
-                               const TraceProgress& progress) {
-  c10::InferenceMode guard;
+namespace detail {
+
+PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
+                          const TraceSettings& st, const std::optional<std::string>& expect) {
   validate_fact(model, prompt, subject, st);
   const Tokenizer& tok = model.tokenizer();
-  const ModelConfig& cfg = model.config();
-  const int64_t L = cfg.n_layers, S = st.samples;
-
-  FactTrace f;
+  const int64_t L = model.config().n_layers, S = st.samples;
+  PreparedFact p;
+  FactTrace& f = p.trace;
   f.prompt = prompt;
   f.subject = subject;
   Encoding enc = tok.encode(prompt);
   f.input_ids = enc.ids;
   for (int32_t id : enc.ids) f.input_tokens.push_back(tok.decode({id}));
   std::tie(f.subject_begin, f.subject_end) = subject_token_range(enc, prompt, subject);
-  const int64_t T = static_cast<int64_t>(enc.ids.size()), b = f.subject_begin, e = f.subject_end;
-
+  const int64_t T = static_cast<int64_t>(enc.ids.size());
   at::Tensor ids1 = at::tensor(std::vector<int64_t>(enc.ids.begin(), enc.ids.end()), at::kLong).unsqueeze(0);
-  at::Tensor idsS = ids1.expand({S, T}).contiguous();
+  p.ids_samples = ids1.expand({S, T}).contiguous();
 
-  // Clean run: every site recorded (index by site_index).
-  std::vector<at::Tensor> clean(1 + 5 * L);
-  SiteHook record_clean = [&](const Site& s, at::Tensor& v) { clean[site_index(s, L)] = v; };
-  at::Tensor p_clean = at::softmax(model.forward(ids1, record_clean, true)[0], -1);
-  f.answer_id = static_cast<int32_t>(p_clean.argmax().item<int64_t>());
-  f.high_score = p_clean[f.answer_id].item<double>();
+  p.clean.resize(1 + 5 * L);
+  SiteHook record = [&](const Site& s, at::Tensor& v) { p.clean[site_index(s, L)] = v; };
+  at::Tensor probs = at::softmax(model.forward(ids1, record, true)[0], -1);
+  f.answer_id = static_cast<int32_t>(probs.argmax().item<int64_t>());
+  f.high_score = probs[f.answer_id].item<double>();
   f.answer = tok.decode({f.answer_id});
   if (expect) {
     std::string a = f.answer;
@@ -134,19 +128,40 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
     a.erase(a.find_last_not_of(" \t\n\r\f\v") + 1);
     f.correct_prediction = a == *expect;
   }
-
   // One noise draw per fact, as ROME reseeds per trace call.
-  at::Tensor noise = draw_noise(st.noise, S, e - b, cfg.hidden).to(model.device());
-  auto corrupt = [&](at::Tensor& x) {
-    at::Tensor out = x.clone();
-    at::Tensor span = out.narrow(1, b, e - b);
-    at::Tensor noisy = st.noise.replace ? noise : span.to(at::kDouble) + noise;
-    span.copy_(noisy.to(x.scalar_type()));
-    x = out;
-  };
-  auto score = [&](const at::Tensor& last_logits) {
-    return at::softmax(last_logits, -1).select(1, f.answer_id).mean().item<double>();
-  };
+  p.noise = draw_noise(st.noise, S, f.subject_end - f.subject_begin, model.config().hidden).to(model.device());
+  return p;
+}
+
+void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSettings& st) {
+  const int64_t b = p.trace.subject_begin, n = p.trace.subject_end - b;
+  at::Tensor out = x.clone();
+  at::Tensor span = out.narrow(1, b, n);
+  at::Tensor noisy = st.noise.replace ? p.noise : span.to(at::kDouble) + p.noise;
+  span.copy_(noisy.to(x.scalar_type()));
+  x = out;
+}
+
+double answer_probability(const at::Tensor& last_logits, int32_t answer_id) {
+  return at::softmax(last_logits, -1).select(1, answer_id).mean().item<double>();
+}
+
+}  // namespace detail
+
+using detail::site_index;
+
+FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
+                               const TraceSettings& st, const std::optional<std::string>& expect,
+                               const TraceProgress& progress) {
+  c10::InferenceMode guard;
+  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, expect);
+  FactTrace& f = p.trace;
+  const ModelConfig& cfg = model.config();
+  const int64_t L = cfg.n_layers, S = st.samples, T = static_cast<int64_t>(f.input_ids.size());
+  const at::Tensor& idsS = p.ids_samples;
+  const std::vector<at::Tensor>& clean = p.clean;
+  auto corrupt = [&](at::Tensor& x) { detail::corrupt_embeddings(x, p, st); };
+  auto score = [&](const at::Tensor& last) { return detail::answer_probability(last, f.answer_id); };
 
   // Corrupted run: attention and MLP outputs recorded for severing.
   std::vector<at::Tensor> corrupted(1 + 5 * L);
@@ -182,7 +197,7 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
     }
     f.traces.push_back({m, scores});
   }
-  return f;
+  return std::move(p.trace);
 }
 
 }  // namespace kt

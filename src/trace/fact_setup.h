@@ -1,0 +1,38 @@
+// What both engines do before their restorations: tokenize, find the
+// subject, run the clean pass (every site recorded), pick the answer, and
+// corrupt embeddings with the fact's noise. Private to src/trace.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "trace/tracer.h"
+
+namespace kt::detail {
+
+// Index of a site in the flat per-site vectors: embed, then per kind x layer.
+inline int64_t site_index(const Site& s, int64_t L) {
+  return s.kind == SiteKind::Embed ? 0 : 1 + static_cast<int64_t>(s.kind) * L + s.layer;
+}
+
+struct PreparedFact {
+  FactTrace trace;                 // ids, tokens, subject range, answer, high score filled
+  std::vector<at::Tensor> clean;   // [1, T, d] per site_index
+  at::Tensor ids_samples;          // [S, T] int64
+  at::Tensor noise;                // [S, e-b, d] float64 on the model's device
+};
+
+PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
+                          const TraceSettings& st, const std::optional<std::string>& expect);
+
+// Adds the fact's noise to (or replaces) the subject's embeddings of x
+// [S, T, d] in place of x.
+void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSettings& st);
+
+// Mean over samples of p(answer) from last-position logits [S, vocab].
+double answer_probability(const at::Tensor& last_logits, int32_t answer_id);
+
+}  // namespace kt::detail

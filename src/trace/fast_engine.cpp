@@ -1,0 +1,308 @@
+#include "trace/fast_engine.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <map>
+
+#include "trace/fact_setup.h"
+#include "util/error.h"
+
+namespace kt {
+
+namespace {
+
+using detail::site_index;
+
+// What a restoration does to the value at its token in layer k.
+enum class Sub : uint8_t { None, Clean, Corrupted };
+
+// One cell (mediator, token t, layer l) of a trace, as a computation that
+// starts at layer `start` from the corrupted residual (with the clean
+// residual put back at t when `restore_input`), then substitutes attention
+// / MLP outputs at t in later layers.
+struct Restoration {
+  size_t mediator_slot;
+  Mediator mediator;
+  int64_t t, l;
+  int64_t start;
+  bool restore_input;
+  int64_t window_lo = 0, window_hi = 0;
+  double score = 0;
+
+  Sub attn(int64_t k) const {
+    if (mediator == Mediator::Attn) return k >= window_lo && k < window_hi ? Sub::Clean : Sub::None;
+    if (mediator == Mediator::HiddenAttnSevered) return k >= start ? Sub::Corrupted : Sub::None;
+    return Sub::None;
+  }
+  Sub mlp(int64_t k) const {
+    if (mediator == Mediator::Mlp) return k >= window_lo && k < window_hi ? Sub::Clean : Sub::None;
+    if (mediator == Mediator::HiddenMlpSevered) return k >= start ? Sub::Corrupted : Sub::None;
+    return Sub::None;
+  }
+};
+
+Restoration plan(size_t slot, Mediator m, int64_t t, int64_t l, const TraceSettings& s, int64_t L) {
+  Restoration r{slot, m, t, l, 0, false};
+  const bool post = s.convention == HiddenConvention::ResidPost;
+  switch (m) {
+    case Mediator::Hidden:
+    case Mediator::HiddenAttnSevered:
+    case Mediator::HiddenMlpSevered:
+      // Restoring resid_post(l) is restoring the input of block l + 1.
+      r.start = post ? l + 1 : l;
+      r.restore_input = true;
+      break;
+    case Mediator::Mlp:
+    case Mediator::Attn:
+      r.window_lo = std::max<int64_t>(0, l - s.window / 2);
+      r.window_hi = std::min<int64_t>(L, l + (s.window + 1) / 2);
+      r.start = r.window_lo;
+      break;
+  }
+  return r;
+}
+
+// The corrupted run, kept per layer: block inputs, attention / MLP outputs,
+// and keys/values (already rotated) for the positions a restoration reuses.
+struct CorruptedRun {
+  std::vector<at::Tensor> block_in;  // [L + 1] of [S, T, d]; block_in[L] = final residual
+  std::vector<at::Tensor> attn, mlp, keys, values;
+  double low_score = 0;
+};
+
+CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, const TraceSettings& st) {
+  const ModelConfig& c = model.config();
+  CorruptedRun r;
+  at::Tensor x = model.embed(p.ids_samples);
+  detail::corrupt_embeddings(x, p, st);
+  x = model.input_embeddings(x);
+  for (int64_t k = 0; k < c.n_layers; ++k) {
+    r.block_in.push_back(x);
+    at::Tensor h1 = model.attn_norm(k, x);
+    auto [q, kk, v] = model.qkv(k, h1, 0);
+    r.keys.push_back(kk), r.values.push_back(v);
+    at::Tensor a = model.attn_out(k, model.attend(q, kk, v, 0));
+    r.attn.push_back(a);
+    at::Tensor m;
+    if (c.parallel_block) {
+      m = model.mlp(k, model.mlp_norm(k, x));
+      x = x + a + m;
+    } else {
+      x = x + a;
+      m = model.mlp(k, model.mlp_norm(k, x));
+      x = x + m;
+    }
+    r.mlp.push_back(m);
+  }
+  r.block_in.push_back(x);
+  r.low_score = detail::answer_probability(model.logits(x.select(1, x.size(1) - 1)), p.trace.answer_id);
+  return r;
+}
+
+// Per-layer arithmetic of the shapes actually computed (multiply-adds x 2).
+struct FlopCounter {
+  const ModelConfig& c;
+  double total = 0;
+  void tokens(int64_t n) {
+    const double d = c.hidden, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim, I = c.intermediate;
+    const double mlp = c.arch->mlp == MlpKind::GatedSiLU ? 3 * d * I : 2 * d * I;
+    total += 2.0 * n * (d * qd + 2 * d * kvd + qd * d + mlp);
+  }
+  void attention(int64_t rows, int64_t tq, int64_t tk) { total += 4.0 * rows * c.n_heads * tq * tk * c.head_dim; }
+  void head(int64_t rows) { total += 2.0 * rows * c.hidden * c.vocab_size; }
+};
+
+// Restorations that share a restored token: same live positions t..T-1.
+struct Group {
+  int64_t t;
+  std::vector<Restoration*> members;  // sorted by start layer
+  size_t active = 0;                  // members[0..active) are being computed
+  at::Tensor h;                       // [active * S, T - t, d]
+};
+
+// Writes `value` ([S, d] or [1, d]) at local position 0 of every sample row
+// of the group's restorations for which `pick` says Clean / Corrupted.
+void substitute(at::Tensor& packed, int64_t offset, const Group& g, int64_t S, int64_t len,
+                const std::function<Sub(const Restoration&)>& pick, const at::Tensor& clean_t,
+                const at::Tensor& corrupted_t) {
+  std::vector<int64_t> rows;
+  std::vector<at::Tensor> vals;
+  for (size_t i = 0; i < g.active; ++i) {
+    Sub s = pick(*g.members[i]);
+    if (s == Sub::None) continue;
+    for (int64_t j = 0; j < S; ++j) rows.push_back(offset + (static_cast<int64_t>(i) * S + j) * len);
+    vals.push_back(s == Sub::Clean ? clean_t.expand({S, clean_t.size(-1)}) : corrupted_t);
+  }
+  if (rows.empty()) return;
+  at::Tensor idx = at::tensor(rows, at::kLong).to(packed.device());
+  packed.index_copy_(0, idx, at::cat(vals, 0).to(packed.scalar_type()));
+}
+
+void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun& cr,
+           std::vector<Restoration*>& chunk, int64_t S, FlopCounter& flops) {
+  const ModelConfig& c = model.config();
+  const int64_t L = c.n_layers, T = static_cast<int64_t>(p.trace.input_ids.size()), d = c.hidden;
+  std::map<int64_t, Group> groups;
+  for (Restoration* r : chunk) groups[r->t].members.push_back(r);
+  for (auto& [t, g] : groups) {
+    g.t = t;
+    std::stable_sort(g.members.begin(), g.members.end(),
+                     [](const Restoration* a, const Restoration* b) { return a->start < b->start; });
+  }
+  // Clean values at a token, [1, d]: block inputs (block L = final residual).
+  auto clean_block_in = [&](int64_t k, int64_t t) {
+    const Site s = k < L ? Site{SiteKind::ResidPre, k} : Site{SiteKind::ResidPost, L - 1};
+    return p.clean[site_index(s, L)].select(1, t);
+  };
+  auto clean_at = [&](SiteKind kind, int64_t k, int64_t t) {
+    return p.clean[site_index({kind, k}, L)].select(1, t);
+  };
+  // Restorations starting at layer k join their group's batch.
+  auto start_members = [&](int64_t k) {
+    for (auto& [t, g] : groups) {
+      std::vector<at::Tensor> fresh;
+      while (g.active < g.members.size() && g.members[g.active]->start == k) {
+        at::Tensor rows = cr.block_in[k].narrow(1, t, T - t).clone();
+        if (g.members[g.active]->restore_input) rows.select(1, 0).copy_(clean_block_in(k, t).expand({S, d}));
+        fresh.push_back(rows);
+        ++g.active;
+      }
+      if (fresh.empty()) continue;
+      if (g.h.defined()) fresh.insert(fresh.begin(), g.h);
+      g.h = at::cat(fresh, 0);
+    }
+  };
+
+  for (int64_t k = 0; k < L; ++k) {
+    start_members(k);
+    std::vector<Group*> live;
+    for (auto& [t, g] : groups)
+      if (g.active) live.push_back(&g);
+    if (live.empty()) continue;
+    // Pack every live token of every group into one matrix.
+    std::vector<at::Tensor> parts;
+    std::vector<int64_t> offsets;
+    int64_t n_tok = 0;
+    for (Group* g : live) {
+      offsets.push_back(n_tok);
+      parts.push_back(g->h.reshape({-1, d}));
+      n_tok += parts.back().size(0);
+    }
+    at::Tensor x = at::cat(parts, 0);
+    flops.tokens(n_tok);
+    at::Tensor h1 = model.attn_norm(k, x);
+    std::vector<at::Tensor> outs;
+    for (size_t gi = 0; gi < live.size(); ++gi) {
+      Group& g = *live[gi];
+      const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * S;
+      auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
+      if (g.t > 0) {  // keys/values of earlier positions: the corrupted run's
+        const int64_t reps = static_cast<int64_t>(g.active);
+        kk = at::cat({cr.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
+        v = at::cat({cr.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
+      }
+      flops.attention(rows, len, T);
+      outs.push_back(model.attend(q, kk, v, g.t).reshape({rows * len, -1}));
+    }
+    at::Tensor a = model.attn_out(k, at::cat(outs, 0));
+    for (size_t gi = 0; gi < live.size(); ++gi)
+      substitute(a, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.attn(k); },
+                 clean_at(SiteKind::Attn, k, live[gi]->t), cr.attn[k].select(1, live[gi]->t));
+    auto mlp_subs = [&](at::Tensor& m) {
+      for (size_t gi = 0; gi < live.size(); ++gi)
+        substitute(m, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.mlp(k); },
+                   clean_at(SiteKind::Mlp, k, live[gi]->t), cr.mlp[k].select(1, live[gi]->t));
+    };
+    if (c.parallel_block) {
+      at::Tensor m = model.mlp(k, c.arch->shared_block_norm ? h1 : model.mlp_norm(k, x));
+      mlp_subs(m);
+      x = x + a + m;
+    } else {
+      x = x + a;
+      at::Tensor m = model.mlp(k, model.mlp_norm(k, x));
+      mlp_subs(m);
+      x = x + m;
+    }
+    for (size_t gi = 0; gi < live.size(); ++gi) {
+      Group& g = *live[gi];
+      const int64_t len = T - g.t;
+      g.h = x.narrow(0, offsets[gi], static_cast<int64_t>(g.active) * S * len).view({-1, len, d});
+    }
+  }
+  start_members(L);  // restorations of the last block's output
+
+  // Scores: the last position of every row, through the head in slices
+  // (the vocabulary makes these logits the largest tensor of a trace).
+  std::vector<at::Tensor> last;
+  std::vector<Restoration*> order;
+  for (auto& [t, g] : groups) {
+    last.push_back(g.h.select(1, T - 1 - t));
+    order.insert(order.end(), g.members.begin(), g.members.end());
+  }
+  at::Tensor final_rows = at::cat(last, 0);
+  const int64_t slice = std::max<int64_t>(S, (4096 / S) * S);
+  std::vector<at::Tensor> probs;
+  for (int64_t i = 0; i < final_rows.size(0); i += slice) {
+    at::Tensor lg = model.logits(final_rows.narrow(0, i, std::min(slice, final_rows.size(0) - i)));
+    probs.push_back(at::softmax(lg, -1).select(1, p.trace.answer_id));
+  }
+  flops.head(final_rows.size(0));
+  at::Tensor per = at::cat(probs, 0).view({-1, S}).to(at::kDouble).mean(1).cpu();
+  auto acc = per.accessor<double, 1>();
+  for (size_t i = 0; i < order.size(); ++i) order[i]->score = acc[static_cast<int64_t>(i)];
+}
+
+}  // namespace
+
+FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const std::string& subject,
+                          const TraceSettings& st, const std::optional<std::string>& expect,
+                          const FastOptions& opt, FastStats* stats) {
+  c10::InferenceMode guard;
+  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, expect);
+  FactTrace& f = p.trace;
+  const ModelConfig& c = model.config();
+  const int64_t L = c.n_layers, S = st.samples, T = static_cast<int64_t>(f.input_ids.size());
+  const int64_t b = f.subject_begin;
+  FlopCounter flops{c};
+
+  CorruptedRun cr = run_corrupted(model, p, st);
+  f.low_score = cr.low_score;
+  flops.tokens(S * T);
+  flops.attention(S, T, T);
+  flops.head(S);
+
+  // Cells before the subject equal the corrupted run: score = low_score.
+  std::vector<Restoration> all;
+  for (size_t mi = 0; mi < st.mediators.size(); ++mi)
+    for (int64_t t = b; t < T; ++t)
+      for (int64_t l = 0; l < L; ++l) all.push_back(plan(mi, st.mediators[mi], t, l, st, L));
+
+  // Chunks bounded by live tokens (each restoration holds S x (T - t)).
+  std::vector<std::vector<Restoration*>> chunks(1);
+  int64_t budget = 0;
+  for (Restoration& r : all) {
+    const int64_t cost = S * (T - r.t);
+    if (opt.max_batch_tokens > 0 && budget + cost > opt.max_batch_tokens && !chunks.back().empty()) {
+      chunks.emplace_back();
+      budget = 0;
+    }
+    chunks.back().push_back(&r);
+    budget += cost;
+  }
+  for (auto& chunk : chunks) sweep(model, p, cr, chunk, S, flops);
+
+  for (size_t mi = 0; mi < st.mediators.size(); ++mi) {
+    at::Tensor scores = at::full({T, L}, f.low_score, at::kDouble);
+    f.traces.push_back({st.mediators[mi], scores});
+  }
+  for (const Restoration& r : all) f.traces[r.mediator_slot].scores.accessor<double, 2>()[r.t][r.l] = r.score;
+  if (stats) {
+    stats->restorations = static_cast<int64_t>(all.size());
+    stats->sweeps = static_cast<int64_t>(chunks.size());
+    stats->flops = flops.total;
+  }
+  return std::move(p.trace);
+}
+
+}  // namespace kt

@@ -1,0 +1,107 @@
+// links: kt_trace
+// The fast engine equals the reference engine (fp32 rounding) on every
+// fixture architecture, all five mediators, both hidden-state conventions,
+// and chunked sweeps equal one sweep.
+#include <gtest/gtest.h>
+
+#include "model/model.h"
+#include "trace/fast_engine.h"
+#include "trace/tracer.h"
+#include "util/error.h"
+
+namespace {
+
+const std::string kModels = std::string(KT_SOURCE_DIR) + "/tests/fixtures/models/";
+const std::vector<std::string> kArchs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj"};
+const std::vector<std::pair<std::string, std::string>> kFacts = {
+    {"The Eiffel Tower is located in the city of", "The Eiffel Tower"},
+    {"The mother tongue of Danielle Darrieux is", "Danielle Darrieux"},
+    {"In 1969, the astronaut Neil Armstrong walked on the", "Neil Armstrong"},
+    {"Miles Davis plays the", "Miles Davis"},
+};
+
+double max_diff(const kt::FactTrace& a, const kt::FactTrace& b) {
+  EXPECT_EQ(a.input_ids, b.input_ids);
+  EXPECT_EQ(a.answer_id, b.answer_id);
+  EXPECT_EQ(a.subject_begin, b.subject_begin);
+  EXPECT_EQ(a.traces.size(), b.traces.size());
+  double worst = std::max(std::abs(a.low_score - b.low_score), std::abs(a.high_score - b.high_score));
+  for (size_t i = 0; i < a.traces.size() && i < b.traces.size(); ++i) {
+    EXPECT_EQ(a.traces[i].mediator, b.traces[i].mediator);
+    worst = std::max(worst, (a.traces[i].scores - b.traces[i].scores).abs().max().item<double>());
+  }
+  return worst;
+}
+
+kt::TraceSettings settings(kt::HiddenConvention conv) {
+  kt::TraceSettings s;
+  s.samples = 3;
+  s.window = 2;
+  s.noise = kt::parse_noise("0.25");
+  s.convention = conv;
+  return s;
+}
+
+class FastVsReference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FastVsReference, AllMediatorsBothConventionsFp32) {
+  auto model = kt::Model::load(kModels + GetParam());
+  double worst = 0;
+  int64_t computed = 0, cells = 0;
+  for (auto conv : {kt::HiddenConvention::ResidPost, kt::HiddenConvention::ResidPre}) {
+    for (const auto& [prompt, subject] : kFacts) {
+      auto s = settings(conv);
+      kt::FastStats st;
+      auto fast = kt::trace_fact_fast(*model, prompt, subject, s, {}, {}, &st);
+      auto ref = kt::trace_fact_reference(*model, prompt, subject, s);
+      double d = max_diff(fast, ref);
+      EXPECT_LE(d, 1e-5) << prompt << " " << kt::convention_name(conv);
+      worst = std::max(worst, d);
+      computed += st.restorations;
+      cells += static_cast<int64_t>(fast.traces.size()) * fast.traces[0].scores.numel();
+      EXPECT_GT(st.flops, 0);
+    }
+  }
+  std::printf("[fast] %-9s max |fast - reference| %.3g; %lld of %lld cells computed (rest = low_score)\n",
+              GetParam().c_str(), worst, (long long)computed, (long long)cells);
+}
+
+TEST_P(FastVsReference, ChunkedSweepsEqualOneSweep) {
+  auto model = kt::Model::load(kModels + GetParam());
+  auto s = settings(kt::HiddenConvention::ResidPost);
+  kt::FastStats one, many;
+  auto a = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, {}, &one);
+  kt::FastOptions small;
+  small.max_batch_tokens = 40;
+  auto b = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, small, &many);
+  EXPECT_EQ(one.sweeps, 1);
+  EXPECT_GT(many.sweeps, 3);
+  EXPECT_LE(max_diff(a, b), 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, FastVsReference, ::testing::ValuesIn(kArchs),
+                         [](const auto& info) { return info.param; });
+
+TEST(FastEngine, Bfloat16AgreesWithReferenceInBfloat16) {
+  kt::LoadOptions o;
+  o.dtype = at::kBFloat16;
+  auto model = kt::Model::load(kModels + "llama", o);
+  auto s = settings(kt::HiddenConvention::ResidPost);
+  auto fast = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s);
+  auto ref = kt::trace_fact_reference(*model, kFacts[0].first, kFacts[0].second, s);
+  // Same arithmetic in a different grouping: bf16 rounding (8 bits of
+  // mantissa) in the residual stream bounds the difference.
+  double d = max_diff(fast, ref);
+  std::printf("[fast] llama bf16 max |fast - reference| %.3g\n", d);
+  EXPECT_LE(d, 2e-2);
+}
+
+TEST(FastEngine, RejectsBadInputLikeTheReference) {
+  auto model = kt::Model::load(kModels + "gpt2");
+  auto s = settings(kt::HiddenConvention::ResidPost);
+  EXPECT_THROW(kt::trace_fact_fast(*model, "Paris is nice", "Rome", s), kt::Error);
+  s.samples = 0;
+  EXPECT_THROW(kt::trace_fact_fast(*model, "Paris is nice", "Paris", s), kt::Error);
+}
+
+}  // namespace
