@@ -1,0 +1,443 @@
+// Average indirect effects by token-position category (DESIGN.md section 3).
+//
+// Category rows of one fact with subject [b, e) and T tokens:
+//   rome6  first subject [b, b+1), middle subject [b+1, e-1), last subject
+//          [e-1, e), first subsequent [e, e+1) (when e < T), further tokens
+//          [e+1, T-1), last token [T-1, T).
+//   seed4  first subject, last subject, further tokens [e, T-1), last token.
+//
+// Overlaps follow ROME's notebook (experiments: average_causal_effects,
+// `read_knowlege`), which indexes scores[first_e], scores[first_e+1:last_e],
+// scores[last_e], scores[first_a], scores[first_a+1:last_a], scores[last_a]:
+//   - a one-token subject (b == e-1) is a sample of both "first subject
+//     token" and "last subject token" and gives no middle tokens;
+//   - a subject that ends right before the last token (e == T-1): token e is
+//     both the first subsequent token and the last token, so it is a sample
+//     of both (ROME adds scores[first_a] and scores[last_a]); there are no
+//     further tokens. (seed4's further range [e, T-1) is then empty.)
+//   - a subject that reaches the last token (e == T, which ROME never
+//     produces) has no subsequent token at all; its last subject token is
+//     also the last token.
+//
+// Statistics. A sample is a token row (token-weighted, ROME's default) or a
+// fact's mean over the category's rows (per-fact mean). The indirect effect
+// of a sample is its score minus the low_score of its own fact; aie is the
+// mean of these, ci95 = 1.96 * s / sqrt(n) with s the sample standard
+// deviation (n-1) of the same per-sample effects, so the band is the band of
+// the plotted quantity. ROME's notebook instead subtracts the mean low_score
+// of all facts from the token-weighted mean score (kept as aie_rome) and
+// draws 1.96 * std(ddof=0) / sqrt(n_facts); the two AIEs differ only for
+// multi-token categories (middle subject, further tokens) when facts with
+// more such tokens have different low scores. No clipping happens here: a
+// negative effect stays negative (figures clip for display only).
+#include "analysis/aggregate.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "util/error.h"
+#include "util/paths.h"
+
+namespace kt {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct Range {
+  int64_t lo, hi;  // [lo, hi), empty when hi <= lo
+};
+
+// Rows of each category for one fact, in category_names(scheme) order.
+std::vector<Range> category_rows(PositionScheme scheme, int64_t b, int64_t e, int64_t T) {
+  const Range first_subject{b, b + 1};
+  const Range last_subject{e - 1, e};
+  const Range last_token{T - 1, T};
+  if (scheme == PositionScheme::Rome6) {
+    return {first_subject, {b + 1, e - 1}, last_subject, {e, std::min(e + 1, T)}, {e + 1, T - 1}, last_token};
+  }
+  return {first_subject, last_subject, {e, T - 1}, last_token};
+}
+
+void validate(const TraceRecord& r) {
+  const std::string who = "trace record '" + r.fact_id + "' (" + r.mediator + ")";
+  if (r.n_tokens <= 0 || r.n_layers <= 0)
+    throw Error(who + ": needs n_tokens > 0 and n_layers > 0, got " + std::to_string(r.n_tokens) + " x " +
+                std::to_string(r.n_layers));
+  if (static_cast<int64_t>(r.scores.size()) != r.n_tokens * r.n_layers)
+    throw Error(who + ": scores has " + std::to_string(r.scores.size()) +
+                " values, expected n_tokens * n_layers = " + std::to_string(r.n_tokens * r.n_layers));
+  if (r.subject_begin < 0 || r.subject_end <= r.subject_begin || r.subject_end > r.n_tokens)
+    throw Error(who + ": subject range [" + std::to_string(r.subject_begin) + ", " + std::to_string(r.subject_end) +
+                ") is not a non-empty range inside the " + std::to_string(r.n_tokens) + " tokens");
+}
+
+struct Accumulator {
+  std::vector<std::vector<double>> score_rows, effect_rows;  // one per sample, [layers]
+  int64_t n_facts = 0;
+};
+
+void finish_category(const Accumulator& acc, int64_t L, double mean_low, CategoryStats& c) {
+  const auto n = static_cast<int64_t>(acc.score_rows.size());
+  c.n = n;
+  c.n_facts = acc.n_facts;
+  c.score.assign(L, kNaN);
+  c.aie.assign(L, kNaN);
+  c.aie_rome.assign(L, kNaN);
+  c.stddev.assign(L, kNaN);
+  c.ci95.assign(L, kNaN);
+  if (n == 0) return;
+  for (int64_t l = 0; l < L; ++l) {
+    double ss = 0, se = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ss += acc.score_rows[i][l];
+      se += acc.effect_rows[i][l];
+    }
+    const double ms = ss / static_cast<double>(n), me = se / static_cast<double>(n);
+    double var = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = acc.effect_rows[i][l] - me;
+      var += d * d;
+    }
+    const double sd = n > 1 ? std::sqrt(var / static_cast<double>(n - 1)) : 0.0;
+    c.score[l] = ms;
+    c.aie[l] = me;
+    c.aie_rome[l] = ms - mean_low;
+    c.stddev[l] = sd;
+    c.ci95[l] = n > 1 ? 1.96 * sd / std::sqrt(static_cast<double>(n)) : 0.0;
+  }
+}
+
+// Largest finite value and its (first) index; NaN and -1 when there is none.
+void best_of(const std::vector<double>& v, double& best, int64_t& layer) {
+  best = kNaN;
+  layer = -1;
+  for (size_t l = 0; l < v.size(); ++l) {
+    if (!std::isfinite(v[l])) continue;
+    if (layer < 0 || v[l] > best) {
+      best = v[l];
+      layer = static_cast<int64_t>(l);
+    }
+  }
+}
+
+const CategoryStats* find_category(const MediatorSummary& s, const std::string& name) {
+  for (const auto& c : s.categories)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+// CSV number: shortest round-trip-ish text; NaN -> "nan".
+std::string num(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  // Prefer the shorter %.15g form when it reads back exactly.
+  char shorter[40];
+  std::snprintf(shorter, sizeof shorter, "%.15g", v);
+  if (std::strtod(shorter, nullptr) == v) return shorter;
+  return buf;
+}
+
+std::string mean_mode(bool per_fact_mean) { return per_fact_mean ? "per_fact" : "token"; }
+
+nlohmann::json vec_json(const std::vector<double>& v) {
+  nlohmann::json a = nlohmann::json::array();
+  for (double x : v) a.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+  return a;
+}
+
+double json_num(const nlohmann::json& j) {
+  if (j.is_null()) return kNaN;
+  return j.get<double>();
+}
+
+std::vector<double> json_vec(const nlohmann::json& j) {
+  std::vector<double> v;
+  for (const auto& x : j) v.push_back(json_num(x));
+  return v;
+}
+
+}  // namespace
+
+std::string scheme_name(PositionScheme s) { return s == PositionScheme::Rome6 ? "rome6" : "seed4"; }
+
+PositionScheme parse_scheme(const std::string& name) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (n == "rome6") return PositionScheme::Rome6;
+  if (n == "seed4") return PositionScheme::Seed4;
+  throw Error("unknown position scheme '" + name + "' (expected rome6 or seed4)");
+}
+
+std::vector<std::string> category_names(PositionScheme s) {
+  if (s == PositionScheme::Rome6)
+    return {"first_subject_token",    "middle_subject_tokens", "last_subject_token",
+            "first_subsequent_token", "further_tokens",        "last_token"};
+  return {"first_subject_token", "last_subject_token", "further_tokens", "last_token"};
+}
+
+std::vector<std::string> category_labels(PositionScheme s) {
+  if (s == PositionScheme::Rome6)
+    return {"First subject token",    "Middle subject tokens", "Last subject token",
+            "First subsequent token", "Further tokens",        "Last token"};
+  return {"First subject token", "Last subject token", "Further tokens", "Last token"};
+}
+
+MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::string& mediator, PositionScheme scheme,
+                          bool per_fact_mean) {
+  std::vector<const TraceRecord*> mine;
+  for (const auto& r : records)
+    if (r.mediator == mediator) mine.push_back(&r);
+  if (mine.empty())
+    throw Error("aggregate: no trace records for mediator '" + mediator + "' (" + std::to_string(records.size()) +
+                " records of other mediators)");
+
+  const int64_t L = mine.front()->n_layers;
+  for (const auto* r : mine) {
+    validate(*r);
+    if (r->n_layers != L)
+      throw Error("aggregate(" + mediator + "): fact '" + r->fact_id + "' has " + std::to_string(r->n_layers) +
+                  " layers but fact '" + mine.front()->fact_id + "' has " + std::to_string(L) +
+                  " (records of one mediator must come from one model)");
+  }
+
+  MediatorSummary s;
+  s.mediator = mediator;
+  s.scheme = scheme;
+  s.per_fact_mean = per_fact_mean;
+  s.n_facts = static_cast<int64_t>(mine.size());
+  s.n_layers = L;
+  s.model = mine.front()->model;
+  s.window = mine.front()->window;
+
+  double sum_low = 0, sum_high = 0, sum_te = 0;
+  for (const auto* r : mine) {
+    sum_low += r->low_score;
+    sum_high += r->high_score;
+    sum_te += r->high_score - r->low_score;
+  }
+  const auto nf = static_cast<double>(mine.size());
+  s.mean_low = sum_low / nf;
+  s.mean_high = sum_high / nf;
+  s.ate = sum_te / nf;
+
+  const auto names = category_names(scheme);
+  const auto labels = category_labels(scheme);
+  std::vector<Accumulator> acc(names.size());
+  for (const auto* r : mine) {
+    const auto ranges = category_rows(scheme, r->subject_begin, r->subject_end, r->n_tokens);
+    for (size_t c = 0; c < ranges.size(); ++c) {
+      const Range rg = ranges[c];
+      if (rg.hi <= rg.lo) continue;
+      acc[c].n_facts += 1;
+      if (per_fact_mean) {
+        std::vector<double> sc(L, 0.0);
+        for (int64_t t = rg.lo; t < rg.hi; ++t)
+          for (int64_t l = 0; l < L; ++l) sc[l] += r->score(t, l);
+        std::vector<double> ef(L);
+        for (int64_t l = 0; l < L; ++l) {
+          sc[l] /= static_cast<double>(rg.hi - rg.lo);
+          ef[l] = sc[l] - r->low_score;
+        }
+        acc[c].score_rows.push_back(std::move(sc));
+        acc[c].effect_rows.push_back(std::move(ef));
+      } else {
+        for (int64_t t = rg.lo; t < rg.hi; ++t) {
+          std::vector<double> sc(L), ef(L);
+          for (int64_t l = 0; l < L; ++l) {
+            sc[l] = r->score(t, l);
+            ef[l] = sc[l] - r->low_score;
+          }
+          acc[c].score_rows.push_back(std::move(sc));
+          acc[c].effect_rows.push_back(std::move(ef));
+        }
+      }
+    }
+  }
+
+  for (size_t c = 0; c < names.size(); ++c) {
+    CategoryStats cs;
+    cs.name = names[c];
+    cs.label = labels[c];
+    finish_category(acc[c], L, s.mean_low, cs);
+    s.categories.push_back(std::move(cs));
+  }
+  best_of(find_category(s, "last_subject_token")->aie, s.best_aie_last_subject, s.best_layer_last_subject);
+  best_of(find_category(s, "last_token")->aie, s.best_aie_last_token, s.best_layer_last_token);
+  return s;
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) {
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) throw Error(path + ": cannot create its directory (" + ec.message() + ")");
+  }
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(tmp + ": cannot create (" + errno_text() + ")");
+  auto fail = [&](const std::string& what) {
+    const std::string why = errno_text();
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw Error(tmp + ": " + what + " (" + why + ")");
+  };
+  size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t w = ::write(fd, content.data() + done, content.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("write failed");
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0) fail("fsync failed");
+  if (::close(fd) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw Error(tmp + ": close failed (" + why + ")");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw Error(path + ": rename from temporary file failed (" + why + ")");
+  }
+}
+
+void write_summary_json(const std::string& path, const std::vector<MediatorSummary>& summaries) {
+  nlohmann::json root;
+  root["format"] = "knowtrace-aie-summary";
+  root["version"] = 1;
+  root["mediators"] = nlohmann::json::array();
+  for (const auto& s : summaries) {
+    nlohmann::json m;
+    m["mediator"] = s.mediator;
+    m["scheme"] = scheme_name(s.scheme);
+    m["mean_mode"] = mean_mode(s.per_fact_mean);
+    m["model"] = s.model;
+    m["window"] = s.window;
+    m["n_facts"] = s.n_facts;
+    m["n_layers"] = s.n_layers;
+    m["mean_low"] = std::isfinite(s.mean_low) ? nlohmann::json(s.mean_low) : nlohmann::json(nullptr);
+    m["mean_high"] = std::isfinite(s.mean_high) ? nlohmann::json(s.mean_high) : nlohmann::json(nullptr);
+    m["ate"] = std::isfinite(s.ate) ? nlohmann::json(s.ate) : nlohmann::json(nullptr);
+    auto best = [](double v, int64_t layer) {
+      nlohmann::json b;
+      b["aie"] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+      b["layer"] = layer >= 0 ? nlohmann::json(layer) : nlohmann::json(nullptr);
+      return b;
+    };
+    m["best_last_subject_token"] = best(s.best_aie_last_subject, s.best_layer_last_subject);
+    m["best_last_token"] = best(s.best_aie_last_token, s.best_layer_last_token);
+    m["categories"] = nlohmann::json::array();
+    for (const auto& c : s.categories) {
+      nlohmann::json cj;
+      cj["name"] = c.name;
+      cj["label"] = c.label;
+      cj["n"] = c.n;
+      cj["n_facts"] = c.n_facts;
+      cj["score"] = vec_json(c.score);
+      cj["aie"] = vec_json(c.aie);
+      cj["aie_rome"] = vec_json(c.aie_rome);
+      cj["stddev"] = vec_json(c.stddev);
+      cj["ci95"] = vec_json(c.ci95);
+      m["categories"].push_back(std::move(cj));
+    }
+    root["mediators"].push_back(std::move(m));
+  }
+  write_file_atomic(path, root.dump(1) + "\n");
+}
+
+std::vector<MediatorSummary> read_summary_json(const std::string& path) {
+  const std::string text = read_text_file(path);
+  std::vector<MediatorSummary> out;
+  try {
+    const auto root = nlohmann::json::parse(text);
+    if (root.value("format", "") != "knowtrace-aie-summary")
+      throw Error(path + ": not a knowtrace AIE summary (field \"format\" is not \"knowtrace-aie-summary\")");
+    for (const auto& m : root.at("mediators")) {
+      MediatorSummary s;
+      s.mediator = m.at("mediator").get<std::string>();
+      s.scheme = parse_scheme(m.at("scheme").get<std::string>());
+      s.per_fact_mean = m.at("mean_mode").get<std::string>() == "per_fact";
+      s.model = m.value("model", "");
+      s.window = m.value("window", int64_t{10});
+      s.n_facts = m.at("n_facts").get<int64_t>();
+      s.n_layers = m.at("n_layers").get<int64_t>();
+      s.mean_low = json_num(m.at("mean_low"));
+      s.mean_high = json_num(m.at("mean_high"));
+      s.ate = json_num(m.at("ate"));
+      const auto& bs = m.at("best_last_subject_token");
+      s.best_aie_last_subject = json_num(bs.at("aie"));
+      s.best_layer_last_subject = bs.at("layer").is_null() ? -1 : bs.at("layer").get<int64_t>();
+      const auto& bt = m.at("best_last_token");
+      s.best_aie_last_token = json_num(bt.at("aie"));
+      s.best_layer_last_token = bt.at("layer").is_null() ? -1 : bt.at("layer").get<int64_t>();
+      for (const auto& cj : m.at("categories")) {
+        CategoryStats c;
+        c.name = cj.at("name").get<std::string>();
+        c.label = cj.value("label", c.name);
+        c.n = cj.at("n").get<int64_t>();
+        c.n_facts = cj.value("n_facts", int64_t{0});
+        c.score = json_vec(cj.at("score"));
+        c.aie = json_vec(cj.at("aie"));
+        c.aie_rome = json_vec(cj.at("aie_rome"));
+        c.stddev = json_vec(cj.at("stddev"));
+        c.ci95 = json_vec(cj.at("ci95"));
+        s.categories.push_back(std::move(c));
+      }
+      out.push_back(std::move(s));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed AIE summary JSON (" + e.what() + ")");
+  }
+  return out;
+}
+
+void write_summary_csv(const std::string& path, const std::vector<MediatorSummary>& summaries) {
+  std::ostringstream o;
+  o << "mediator,scheme,mean_mode,category,n,n_facts,layer,score,aie,aie_rome,stddev,ci95\n";
+  for (const auto& s : summaries) {
+    for (const auto& c : s.categories) {
+      for (size_t l = 0; l < c.score.size(); ++l) {
+        o << s.mediator << ',' << scheme_name(s.scheme) << ',' << mean_mode(s.per_fact_mean) << ',' << c.name << ','
+          << c.n << ',' << c.n_facts << ',' << l << ',' << num(c.score[l]) << ',' << num(c.aie[l]) << ','
+          << num(l < c.aie_rome.size() ? c.aie_rome[l] : kNaN) << ',' << num(l < c.stddev.size() ? c.stddev[l] : kNaN)
+          << ',' << num(c.ci95[l]) << '\n';
+      }
+    }
+  }
+  write_file_atomic(path, o.str());
+}
+
+void write_overview_csv(const std::string& path, const std::vector<MediatorSummary>& summaries) {
+  std::ostringstream o;
+  o << "mediator,scheme,mean_mode,n_facts,n_layers,mean_low,mean_high,ate,best_aie_last_subject_token,"
+       "best_layer_last_subject_token,best_aie_last_token,best_layer_last_token\n";
+  for (const auto& s : summaries) {
+    o << s.mediator << ',' << scheme_name(s.scheme) << ',' << mean_mode(s.per_fact_mean) << ',' << s.n_facts << ','
+      << s.n_layers << ',' << num(s.mean_low) << ',' << num(s.mean_high) << ',' << num(s.ate) << ','
+      << num(s.best_aie_last_subject) << ',' << s.best_layer_last_subject << ',' << num(s.best_aie_last_token) << ','
+      << s.best_layer_last_token << '\n';
+  }
+  write_file_atomic(path, o.str());
+}
+
+}  // namespace kt

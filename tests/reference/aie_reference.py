@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Recompute a knowtrace run's AIE summary from its stored traces with numpy
+and compare it with the run's summary.json.
+
+    python3 tests/reference/aie_reference.py RUN_DIR [--tol 1e-9]
+
+Reads every RUN_DIR/traces/*.npz (keys scores, low_score, high_score,
+subject_range, mediator or kind) and, for each entry of RUN_DIR/summary.json
+(mediator x scheme x mean mode), recomputes from the category definitions of
+DESIGN.md section 3:
+
+  - score     mean p(answer) over the category's samples
+  - aie_rome  score - mean low_score over facts (ROME's notebook formula)
+  - aie       mean over samples of (score - low_score of the sample's fact)
+  - stddev    sample std (ddof=1) of those effects, 0 for one sample
+  - ci95      1.96 * stddev / sqrt(n)
+
+Samples are token rows (mean_mode "token", as ROME) or per-fact means over a
+category's rows ("per_fact"). Every trace file in traces/ is used, so run it
+on a directory whose traces are all kept facts. Exit status 1 on a mismatch.
+Needs numpy only.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+
+def category_rows(scheme, b, e, t):
+    """Row ranges [lo, hi) of each category, in knowtrace's category order."""
+    if scheme == "rome6":
+        return [
+            ("first_subject_token", b, b + 1),
+            ("middle_subject_tokens", b + 1, e - 1),
+            ("last_subject_token", e - 1, e),
+            ("first_subsequent_token", e, min(e + 1, t)),
+            ("further_tokens", e + 1, t - 1),
+            ("last_token", t - 1, t),
+        ]
+    if scheme == "seed4":
+        return [
+            ("first_subject_token", b, b + 1),
+            ("last_subject_token", e - 1, e),
+            ("further_tokens", e, t - 1),
+            ("last_token", t - 1, t),
+        ]
+    raise ValueError(f"unknown scheme {scheme}")
+
+
+def load_traces(run_dir):
+    by_mediator = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "traces", "*.npz"))):
+        d = np.load(path, allow_pickle=False)
+        if "mediator" in d:
+            mediator = str(d["mediator"])
+        else:
+            kind = str(d["kind"]) if "kind" in d else "None"
+            mediator = "hidden" if kind in ("", "None") else kind
+        rec = dict(
+            scores=np.asarray(d["scores"], dtype=np.float64),
+            low=float(d["low_score"]),
+            high=float(d["high_score"]),
+            b=int(d["subject_range"][0]),
+            e=int(d["subject_range"][1]),
+        )
+        by_mediator.setdefault(mediator, []).append(rec)
+    return by_mediator
+
+
+def recompute(records, scheme, per_fact):
+    mean_low = float(np.mean([r["low"] for r in records]))
+    out = dict(
+        n_facts=len(records),
+        mean_low=mean_low,
+        mean_high=float(np.mean([r["high"] for r in records])),
+        ate=float(np.mean([r["high"] - r["low"] for r in records])),
+        categories={},
+    )
+    names = [c[0] for c in category_rows(scheme, 0, 1, 2)]
+    samples = {n: ([], []) for n in names}  # scores, effects
+    for r in records:
+        t = r["scores"].shape[0]
+        for name, lo, hi in category_rows(scheme, r["b"], r["e"], t):
+            if hi <= lo:
+                continue
+            rows = r["scores"][lo:hi]
+            if per_fact:
+                rows = rows.mean(axis=0, keepdims=True)
+            samples[name][0].extend(rows)
+            samples[name][1].extend(rows - r["low"])
+    n_layers = records[0]["scores"].shape[1]
+    for name in names:
+        sc, ef = np.array(samples[name][0]), np.array(samples[name][1])
+        n = len(sc)
+        if n == 0:
+            nan = np.full(n_layers, np.nan)
+            out["categories"][name] = dict(n=0, score=nan, aie=nan, aie_rome=nan, stddev=nan, ci95=nan)
+            continue
+        sd = ef.std(axis=0, ddof=1) if n > 1 else np.zeros(n_layers)
+        out["categories"][name] = dict(
+            n=n,
+            score=sc.mean(axis=0),
+            aie=ef.mean(axis=0),
+            aie_rome=sc.mean(axis=0) - mean_low,
+            stddev=sd,
+            ci95=1.96 * sd / math.sqrt(n) if n > 1 else np.zeros(n_layers),
+        )
+    return out
+
+
+def as_array(values):
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--summary", help="default: RUN_DIR/summary.json")
+    ap.add_argument("--tol", type=float, default=1e-9)
+    args = ap.parse_args()
+    summary = json.load(open(args.summary or os.path.join(args.run_dir, "summary.json")))
+    traces = load_traces(args.run_dir)
+    worst, failures = 0.0, []
+    for m in summary["mediators"]:
+        key = f'{m["mediator"]}/{m["scheme"]}/{m["mean_mode"]}'
+        records = traces.get(m["mediator"], [])
+        if not records:
+            failures.append(f"{key}: no traces")
+            continue
+        ref = recompute(records, m["scheme"], m["mean_mode"] == "per_fact")
+        if ref["n_facts"] != m["n_facts"]:
+            failures.append(f'{key}: n_facts {m["n_facts"]} vs {ref["n_facts"]} trace files')
+        for field in ("mean_low", "mean_high", "ate"):
+            d = abs(ref[field] - m[field])
+            worst = max(worst, d)
+            if d > args.tol:
+                failures.append(f"{key}: {field} differs by {d:g}")
+        for c in m["categories"]:
+            rc = ref["categories"][c["name"]]
+            if rc["n"] != c["n"]:
+                failures.append(f'{key}/{c["name"]}: n {c["n"]} vs {rc["n"]}')
+            for field in ("score", "aie", "aie_rome", "stddev", "ci95"):
+                got, want = as_array(c[field]), rc[field]
+                if not np.array_equal(np.isnan(got), np.isnan(want)):
+                    failures.append(f'{key}/{c["name"]}: {field} NaN pattern differs')
+                    continue
+                ok = ~np.isnan(want)
+                d = float(np.max(np.abs(got[ok] - want[ok]))) if ok.any() else 0.0
+                worst = max(worst, d)
+                if d > args.tol:
+                    failures.append(f'{key}/{c["name"]}: {field} differs by {d:g}')
+        aie_ls = ref["categories"]["last_subject_token"]["aie"]
+        if abs(np.nanmax(aie_ls) - m["best_last_subject_token"]["aie"]) > args.tol or int(
+            np.nanargmax(aie_ls)
+        ) != m["best_last_subject_token"]["layer"]:
+            failures.append(f"{key}: best AIE at the last subject token differs")
+    print(f"{len(summary['mediators'])} summaries checked, max abs difference {worst:.3g}")
+    for f in failures:
+        print("MISMATCH", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
