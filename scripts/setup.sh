@@ -11,14 +11,18 @@ PKGS=(cmake ninja-build g++ pkg-config
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libcairo2-dev fonts-dejavu-core libgtest-dev zlib1g-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-# The HTML report is checked in a headless browser (no recommends: ~80 MB).
-BROWSER=(chromium)
-for p in "${BROWSER[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The HTML report is checked in a headless browser (without recommends: ~80 MB).
+if ! dpkg -s chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "setup: installing chromium"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 if [ -x scripts/get-model.sh ] && [ "${KNOWTRACE_SKIP_MODEL:-0}" != 1 ]; then
