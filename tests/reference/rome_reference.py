@@ -36,7 +36,8 @@ FIXTURE_FACTS = [
     ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux"),
     ("Miles Davis plays the", "Miles Davis"),
 ]
-SMOLLM_KNOWN_IDS = [0, 1, 2]  # read from known_1000 ($KNOWTRACE_DATA_DIR)
+SMOLLM_KNOWN_IDS = [1, 26, 81]  # short prompts: the C++ test traces them in CI
+SMOLLM_SAMPLES = 3  # fewer than ROME's 10 to keep the CI test short; the semantics are the same
 
 MEDIATORS = ["hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"]
 
@@ -214,9 +215,9 @@ def smollm2():
                                                     dtype=torch.float32, attn_implementation="eager").eval()
     tok = tf.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
     std = embedding_std(model, tok, [k["subject"] for k in known])
-    golden = {"model": os.path.basename(path), "samples": 10, "window": 10, "seed": 1, "noise_std_multiple": 3,
+    golden = {"model": os.path.basename(path), "samples": SMOLLM_SAMPLES, "window": 10, "seed": 1, "noise_std_multiple": 3,
               "embedding_std": std, "noise_level": 3 * std, "facts": []}
-    tr = Tracer(model, tok, samples=10, noise=3 * std, window=10)
+    tr = Tracer(model, tok, samples=SMOLLM_SAMPLES, noise=3 * std, window=10)
     for kid in SMOLLM_KNOWN_IDS:
         k = known[kid]
         t0 = time.time()
