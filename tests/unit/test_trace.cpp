@@ -40,7 +40,8 @@ double compare_trace(const kt::FactTrace& f, const nlohmann::json& g, double tol
   for (const auto& m : f.traces) {
     const auto& want = g["scores"][kt::mediator_name(m.mediator)];
     auto acc = m.scores.accessor<double, 2>();
-    ASSERT_EQ(static_cast<size_t>(m.scores.size(0)), want.size()) << what;
+    EXPECT_EQ(static_cast<size_t>(m.scores.size(0)), want.size()) << what;
+    if (static_cast<size_t>(m.scores.size(0)) != want.size()) return 1.0;
     for (int64_t t = 0; t < m.scores.size(0); ++t)
       for (int64_t l = 0; l < m.scores.size(1); ++l) {
         double d = std::abs(acc[t][l] - want[t][l].get<double>());
