@@ -1,0 +1,81 @@
+// `knowtrace run CONFIG` (the whole pipeline from a YAML config) and
+// `knowtrace plot RUN_DIR` (figures again from stored results, no model).
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "pipeline/config.h"
+#include "pipeline/pipeline.h"
+#include "util/error.h"
+
+namespace kt::cli {
+namespace {
+
+struct RunArgs {
+  std::string config;
+  std::string results, device, dtype, engine, model, dataset, stages;
+  int64_t limit = -1;
+  bool download = false;
+};
+
+void print_outcome(const RunReport& r) {
+  std::printf("results  %s\n", r.dir.c_str());
+  if (r.facts > 0 || r.kept > 0)
+    std::printf("facts    %lld (%lld records skipped), kept by the filter %lld\n", (long long)r.facts,
+                (long long)r.data_errors, (long long)r.kept);
+  if (r.facts_traced + r.facts_reused + r.trace_errors > 0)
+    std::printf("traced   %lld now, %lld reused, %lld refused (errors.jsonl)\n", (long long)r.facts_traced,
+                (long long)r.facts_reused, (long long)r.trace_errors);
+  if (r.aggregated_facts > 0) std::printf("summary  %lld facts -> summary.json, summary.csv\n", (long long)r.aggregated_facts);
+  if (!r.figures.empty()) std::printf("figures  %zu files, report.html\n", r.figures.size());
+}
+
+void run_run(const RunArgs& a) {
+  RunConfig cfg = load_config(a.config);
+  ConfigOverrides o;
+  if (!a.results.empty()) o.results = a.results;
+  if (!a.device.empty()) o.device = a.device;
+  if (!a.dtype.empty()) o.dtype = a.dtype;
+  if (!a.engine.empty()) o.engine = a.engine;
+  if (!a.model.empty()) o.model = a.model;
+  if (!a.dataset.empty()) o.dataset = a.dataset;
+  if (a.limit >= 0) o.limit = a.limit;
+  if (!a.stages.empty()) o.stages = std::vector<std::string>{a.stages};
+  apply_overrides(cfg, o);
+  RunOptions opts;
+  opts.download_data = a.download;
+  RunReport r = run_pipeline(cfg, opts);
+  print_outcome(r);
+  if (r.interrupted) throw CLI::RuntimeError(130);
+}
+
+}  // namespace
+
+void add_run(CLI::App& app) {
+  auto* cmd = app.add_subcommand("run", "Run a YAML config: filter, trace, aggregate, plot (resumable)");
+  auto a = std::make_shared<RunArgs>();
+  cmd->add_option("config", a->config, "YAML config, e.g. hparams/smollm2-135m.yaml")->required();
+  cmd->add_option("--stages", a->stages, "Comma-separated subset of filter,trace,aggregate,plot (default: all)");
+  cmd->add_option("--results", a->results, "Results directory (default: results/<config name>)");
+  cmd->add_option("--limit", a->limit, "Trace at most N kept facts (0: all)");
+  cmd->add_option("--device", a->device, "cpu | cuda | cuda:N (overrides the config)");
+  cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16 (overrides the config)");
+  cmd->add_option("--engine", a->engine, "reference (overrides the config)");
+  cmd->add_option("--model", a->model, "Model path (overrides the config)");
+  cmd->add_option("--dataset", a->dataset, "default | known_1000 | PATH (overrides the config)");
+  cmd->add_flag("--download-data", a->download,
+                "Download known_1000 with curl into $KNOWTRACE_DATA_DIR (or ~/.cache/knowtrace) when missing");
+  cmd->callback([=] { run_run(*a); });
+}
+
+void add_plot(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plot", "Aggregate and plot again from a results directory (no model needed)");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("run_dir", *dir, "Results directory of a run (holds run.json)")->required();
+  cmd->callback([=] {
+    RunReport r = replot(*dir);
+    print_outcome(r);
+  });
+}
+
+}  // namespace kt::cli

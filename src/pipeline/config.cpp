@@ -1,0 +1,463 @@
+#include "pipeline/config.h"
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "util/error.h"
+#include "util/paths.h"
+
+namespace kt {
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kMediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
+const std::vector<std::string> kStages = {"filter", "trace", "aggregate", "plot"};
+
+std::string join(const std::vector<std::string>& v, const std::string& sep = ", ") {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+std::string trim(const std::string& s) {
+  const char* ws = " \t\r\n";
+  const size_t a = s.find_first_not_of(ws);
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(ws) - a + 1);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s + ",") {
+    if (c == ',' || c == ' ' || c == '\t') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  return out;
+}
+
+// A number as written: digits, optional sign, fraction and exponent.
+bool is_number(const std::string& s, double* value = nullptr) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || !std::isfinite(v)) return false;
+  if (value) *value = v;
+  return true;
+}
+
+// Messages: "<where>: key '<key>': <what>".
+[[noreturn]] void fail(const std::string& where, const std::string& key, const std::string& what) {
+  throw Error(where + ": key '" + key + "': " + what);
+}
+
+std::string check_enum(const std::string& where, const std::string& key, const std::string& v,
+                       const std::vector<std::string>& valid) {
+  if (std::find(valid.begin(), valid.end(), v) != valid.end()) return v;
+  std::string hint = nearest_name(v, valid);
+  fail(where, key, "'" + v + "' is not one of " + join(valid, ", ") + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+}
+
+std::string normalize_dtype(const std::string& where, const std::string& key, const std::string& v) {
+  static const std::map<std::string, std::string> alias = {
+      {"float32", "float32"}, {"fp32", "float32"}, {"float", "float32"},    {"bfloat16", "bfloat16"},
+      {"bf16", "bfloat16"},   {"float16", "float16"}, {"fp16", "float16"}, {"half", "float16"}};
+  auto it = alias.find(v);
+  if (it != alias.end()) return it->second;
+  fail(where, key, "'" + v + "' is not a dtype (float32, bfloat16, float16)");
+}
+
+std::string check_device(const std::string& where, const std::string& key, const std::string& v) {
+  if (v == "cpu" || v == "cuda") return v;
+  if (v.rfind("cuda:", 0) == 0 && v.size() > 5 && v.find_first_not_of("0123456789", 5) == std::string::npos) return v;
+  fail(where, key, "'" + v + "' is not a device (cpu, cuda, cuda:N)");
+}
+
+void check_noise(const std::string& where, const std::string& key, const std::string& v) {
+  double x = 0;
+  if (is_number(v, &x) && x >= 0) return;
+  if ((v[0] == 's' || v[0] == 'u') && is_number(v.substr(1), &x) && x > 0) return;
+  fail(where, key, "'" + v + "' is not a noise level (s<k> = k x subject embedding std, e.g. s3; a number, e.g. 0.1; u<x> = uniform in [-x, x])");
+}
+
+void check_engine(const std::string& where, const std::string& key, const std::string& v) {
+  check_enum(where, key, v, {"reference", "fast"});
+}
+
+void check_fact_id(const std::string& where, const std::string& key, const std::string& id) {
+  if (id.empty() || id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+                        std::string::npos || id[0] == '.')
+    fail(where, key, "fact id '" + id + "' may only hold letters, digits, '_', '-' and '.'");
+}
+
+// ---- typed access to YAML nodes, every failure naming file:line and key.
+
+struct Field {
+  const YAML::Node& node;
+  std::string where;  // "file:line"
+  std::string key;
+
+  std::string scalar(const char* expected) const {
+    if (!node.IsScalar()) fail(where, key, std::string("expected ") + expected + ", got a " + (node.IsSequence() ? "list" : node.IsMap() ? "mapping" : "null value"));
+    return node.Scalar();
+  }
+  std::string str() const {
+    std::string s = scalar("a string");
+    if (s.empty()) fail(where, key, "must not be empty");
+    return s;
+  }
+  int64_t integer(int64_t lo, int64_t hi) const {
+    const std::string s = scalar("an integer");
+    int64_t v = 0;
+    try {
+      v = node.as<int64_t>();
+    } catch (const YAML::Exception&) {
+      fail(where, key, "expected an integer, got '" + s + "'");
+    }
+    if (v < lo || v > hi)
+      fail(where, key, std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return v;
+  }
+  bool boolean() const {
+    const std::string s = scalar("true or false");
+    try {
+      return node.as<bool>();
+    } catch (const YAML::Exception&) {
+      fail(where, key, "expected true or false, got '" + s + "'");
+    }
+  }
+  // A list, or a scalar holding a comma/space separated list.
+  std::vector<std::string> list() const {
+    std::vector<std::string> out;
+    if (node.IsScalar()) return split_list(node.Scalar());
+    if (!node.IsSequence()) fail(where, key, "expected a list");
+    for (const auto& item : node) {
+      if (!item.IsScalar()) fail(where + "", key, "expected a list of strings, got a nested " + std::string(item.IsSequence() ? "list" : "mapping"));
+      out.push_back(item.Scalar());
+    }
+    return out;
+  }
+};
+
+std::string mark(const std::string& origin, const YAML::Mark& m) {
+  if (m.is_null()) return origin;
+  return origin + ":" + std::to_string(m.line + 1);
+}
+
+// Each key: how to read it into the config.
+using Setter = std::function<void(RunConfig&, const Field&)>;
+
+const std::vector<std::pair<std::string, Setter>>& setters() {
+  static const std::vector<std::pair<std::string, Setter>> s = {
+      {"model", [](RunConfig& c, const Field& f) { c.model = f.str(); }},
+      {"layer_name", [](RunConfig& c, const Field& f) { c.layer_name = f.str(); }},
+      {"attn_name", [](RunConfig& c, const Field& f) { c.attn_name = f.str(); }},
+      {"mlp_name", [](RunConfig& c, const Field& f) { c.mlp_name = f.str(); }},
+      {"embed_name", [](RunConfig& c, const Field& f) { c.embed_name = f.str(); }},
+      {"dataset", [](RunConfig& c, const Field& f) { c.dataset = f.str(); }},
+      {"samples", [](RunConfig& c, const Field& f) { c.samples = f.integer(1, 100000); }},
+      {"noise",
+       [](RunConfig& c, const Field& f) {
+         c.noise = f.str();
+         check_noise(f.where, f.key, c.noise);
+       }},
+      {"seed", [](RunConfig& c, const Field& f) { c.seed = static_cast<uint32_t>(f.integer(0, 4294967295LL)); }},
+      {"replace", [](RunConfig& c, const Field& f) { c.replace = f.boolean(); }},
+      {"mediators",
+       [](RunConfig& c, const Field& f) {
+         c.mediators = f.list();
+         if (c.mediators.empty()) fail(f.where, f.key, "needs at least one mediator (" + join(kMediators) + ")");
+         for (const auto& m : c.mediators) check_enum(f.where, f.key, m, kMediators);
+       }},
+      {"window", [](RunConfig& c, const Field& f) { c.window = f.integer(1, 100000); }},
+      {"convention",
+       [](RunConfig& c, const Field& f) { c.convention = check_enum(f.where, f.key, f.str(), {"resid_post", "resid_pre"}); }},
+      {"positions", [](RunConfig& c, const Field& f) { c.positions = check_enum(f.where, f.key, f.str(), {"rome6", "seed4"}); }},
+      {"average", [](RunConfig& c, const Field& f) { c.average = check_enum(f.where, f.key, f.str(), {"tokens", "facts"}); }},
+      {"filter",
+       [](RunConfig& c, const Field& f) { c.filter = check_enum(f.where, f.key, f.str(), {"rome", "first-token", "none"}); }},
+      {"device", [](RunConfig& c, const Field& f) { c.device = check_device(f.where, f.key, f.str()); }},
+      {"dtype", [](RunConfig& c, const Field& f) { c.dtype = normalize_dtype(f.where, f.key, f.str()); }},
+      {"results", [](RunConfig& c, const Field& f) { c.results = f.str(); }},
+      {"limit", [](RunConfig& c, const Field& f) { c.limit = f.integer(0, int64_t(1) << 40); }},
+      {"facts",
+       [](RunConfig& c, const Field& f) {
+         c.facts = f.list();
+         for (const auto& id : c.facts) check_fact_id(f.where, f.key, id);
+       }},
+      {"save_states", [](RunConfig& c, const Field& f) { c.save_states = f.boolean(); }},
+      {"engine",
+       [](RunConfig& c, const Field& f) {
+         c.engine = f.str();
+         check_engine(f.where, f.key, c.engine);
+       }},
+      {"max_batch_tokens", [](RunConfig& c, const Field& f) { c.max_batch_tokens = f.integer(0, int64_t(1) << 40); }},
+      {"formats",
+       [](RunConfig& c, const Field& f) {
+         c.formats = f.list();
+         for (const auto& x : c.formats) check_enum(f.where, f.key, x, {"png", "pdf", "svg"});
+       }},
+      {"stages",
+       [](RunConfig& c, const Field& f) {
+         std::vector<std::string> v = f.list();
+         try {
+           c.stages = parse_stages(join(v, ","));
+         } catch (const Error& e) {
+           fail(f.where, f.key, e.what());
+         }
+       }},
+  };
+  return s;
+}
+
+// Checks a [LAYER_NUM] template's shape (the model check comes later).
+void check_template(const RunConfig& c, const std::string& key, const std::string& v, bool needs_layer) {
+  const bool has = v.find("[LAYER_NUM]") != std::string::npos;
+  if (needs_layer && !has) fail(c.where(key), key, "'" + v + "' needs the [LAYER_NUM] placeholder, e.g. model.layers.[LAYER_NUM]");
+  if (!needs_layer && has) fail(c.where(key), key, "'" + v + "' names one module: it takes no [LAYER_NUM]");
+}
+
+}  // namespace
+
+std::string RunConfig::where(const std::string& key) const {
+  for (const auto& [k, w] : locations)
+    if (k == key) return w;
+  return config_path.empty() ? "config" : config_path;
+}
+
+const std::vector<std::string>& config_keys() {
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> k;
+    for (const auto& [name, setter] : setters()) k.push_back(name);
+    return k;
+  }();
+  return keys;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string nearest_name(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  // Close enough: a third of the longer word, at least 2 edits.
+  const size_t limit = std::max<size_t>(2, std::max(word.size(), best.size()) / 3);
+  return best_d <= limit ? best : "";
+}
+
+std::vector<std::string> parse_stages(const std::string& comma_list) {
+  std::set<std::string> want;
+  for (const auto& s : split_list(comma_list)) {
+    if (std::find(kStages.begin(), kStages.end(), s) == kStages.end()) {
+      std::string hint = nearest_name(s, kStages);
+      throw Error("unknown stage '" + s + "' (valid: " + join(kStages) + ")" +
+                  (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    }
+    want.insert(s);
+  }
+  if (want.empty()) throw Error("no stage given (valid: " + join(kStages) + ")");
+  std::vector<std::string> out;
+  for (const auto& s : kStages)
+    if (want.count(s)) out.push_back(s);
+  return out;
+}
+
+bool has_stage(const RunConfig& cfg, const std::string& stage) {
+  return std::find(cfg.stages.begin(), cfg.stages.end(), stage) != cfg.stages.end();
+}
+
+RunConfig parse_config(const std::string& yaml_text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw Error(mark(origin, e.mark) + ": not valid YAML: " + e.msg);
+  }
+  RunConfig c;
+  c.config_path = origin;
+  c.name = fs::path(origin).stem().string();
+  if (!root || root.IsNull()) throw Error(origin + ": the config is empty (it needs at least 'model')");
+  if (!root.IsMap()) throw Error(mark(origin, root.Mark()) + ": the config must be a mapping of keys to values");
+  std::set<std::string> seen;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string where = mark(origin, it->first.Mark());
+    if (!it->first.IsScalar()) throw Error(where + ": keys must be plain names");
+    const std::string key = it->first.Scalar();
+    auto s = std::find_if(setters().begin(), setters().end(), [&](const auto& p) { return p.first == key; });
+    if (s == setters().end()) {
+      const std::string hint = nearest_name(key, config_keys());
+      throw Error(where + ": unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                  "; valid keys: " + join(config_keys()));
+    }
+    if (!seen.insert(key).second) throw Error(where + ": key '" + key + "' is given twice");
+    const YAML::Node& value = it->second;
+    c.locations.emplace_back(key, where);
+    if (value.IsNull()) fail(where, key, "has no value");
+    s->second(c, Field{value, where, key});
+  }
+  if (c.model.empty()) throw Error(origin + ": key 'model' is missing (a Hugging Face checkpoint directory or a .gguf file)");
+  if (!c.layer_name.empty()) check_template(c, "layer_name", c.layer_name, true);
+  if (!c.attn_name.empty()) check_template(c, "attn_name", c.attn_name, true);
+  if (!c.mlp_name.empty()) check_template(c, "mlp_name", c.mlp_name, true);
+  if (!c.embed_name.empty()) check_template(c, "embed_name", c.embed_name, false);
+  return c;
+}
+
+RunConfig load_config(const std::string& path) {
+  if (!fs::exists(path)) throw Error(path + ": config file not found");
+  if (fs::is_directory(path)) throw Error(path + ": is a directory, not a YAML config file");
+  return parse_config(read_text_file(path), path);
+}
+
+void apply_overrides(RunConfig& c, const ConfigOverrides& o) {
+  auto flag = [&](const std::string& name, const std::string& key) {
+    c.locations.erase(std::remove_if(c.locations.begin(), c.locations.end(), [&](const auto& p) { return p.first == key; }),
+                      c.locations.end());
+    c.locations.emplace_back(key, "--" + name);
+  };
+  if (o.results) {
+    if (o.results->empty()) throw Error("--results: must not be empty");
+    c.results = *o.results, flag("results", "results");
+  }
+  if (o.device) c.device = check_device("--device", "device", *o.device), flag("device", "device");
+  if (o.dtype) c.dtype = normalize_dtype("--dtype", "dtype", *o.dtype), flag("dtype", "dtype");
+  if (o.engine) check_engine("--engine", "engine", *o.engine), c.engine = *o.engine, flag("engine", "engine");
+  if (o.model) c.model = *o.model, flag("model", "model");
+  if (o.dataset) c.dataset = *o.dataset, flag("dataset", "dataset");
+  if (o.limit) {
+    if (*o.limit < 0) throw Error("--limit: must be 0 (no limit) or more, got " + std::to_string(*o.limit));
+    c.limit = *o.limit, flag("limit", "limit");
+  }
+  if (o.stages) {
+    try {
+      c.stages = parse_stages(join(*o.stages, ","));
+    } catch (const Error& e) {
+      throw Error(std::string("--stages: ") + e.what());
+    }
+  }
+}
+
+std::string resolve_input_path(const RunConfig& c, const std::string& key, const std::string& value) {
+  const fs::path p(value);
+  std::vector<fs::path> tried;
+  if (p.is_absolute()) {
+    tried.push_back(p);
+  } else {
+    tried.push_back(fs::current_path() / p);
+    if (!c.config_path.empty()) {
+      fs::path dir = fs::absolute(c.config_path).parent_path();
+      for (; !dir.empty(); dir = dir.parent_path()) {
+        tried.push_back(dir / p);
+        if (dir == dir.root_path()) break;
+      }
+    }
+  }
+  for (auto& t : tried) t = t.lexically_normal();
+  for (size_t i = 1; i < tried.size(); ++i)
+    if (std::find(tried.begin(), tried.begin() + static_cast<std::ptrdiff_t>(i), tried[i]) != tried.begin() + static_cast<std::ptrdiff_t>(i))
+      tried.erase(tried.begin() + static_cast<std::ptrdiff_t>(i--));
+  for (const auto& t : tried)
+    if (fs::exists(t)) return t.string();
+  std::string looked;
+  for (size_t i = 0; i < tried.size() && i < 4; ++i) looked += (i ? ", " : "") + tried[i].string();
+  if (tried.size() > 4) looked += ", ... (every folder above the config)";
+  throw Error(c.where(key) + ": key '" + key + "': '" + value + "' not found (looked at " + looked + ")");
+}
+
+void check_paths(RunConfig& c) {
+  if (has_stage(c, "filter") || has_stage(c, "trace")) {
+    c.model = resolve_input_path(c, "model", c.model);
+    if (c.dataset != "default" && c.dataset != "known_1000") c.dataset = resolve_input_path(c, "dataset", c.dataset);
+  }
+}
+
+std::string results_dir(const RunConfig& c) {
+  if (!c.results.empty()) return c.results;
+  return (fs::path("results") / (c.name.empty() ? "run" : c.name)).string();
+}
+
+std::string config_to_json(const RunConfig& c) {
+  nlohmann::json j = {{"model", c.model},         {"layer_name", c.layer_name}, {"attn_name", c.attn_name},
+                      {"mlp_name", c.mlp_name},   {"embed_name", c.embed_name}, {"dataset", c.dataset},
+                      {"samples", c.samples},     {"noise", c.noise},           {"seed", c.seed},
+                      {"replace", c.replace},     {"mediators", c.mediators},   {"window", c.window},
+                      {"convention", c.convention}, {"positions", c.positions}, {"average", c.average},
+                      {"filter", c.filter},       {"device", c.device},         {"dtype", c.dtype},
+                      {"results", c.results},     {"limit", c.limit},           {"facts", c.facts},
+                      {"save_states", c.save_states}, {"engine", c.engine},     {"max_batch_tokens", c.max_batch_tokens},
+                      {"formats", c.formats},
+                      {"stages", c.stages},       {"config_path", c.config_path}, {"name", c.name}};
+  return j.dump(2);
+}
+
+RunConfig config_from_json(const std::string& text, const std::string& origin) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(origin + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  RunConfig c;
+  try {
+    c.model = j.at("model").get<std::string>();
+    c.layer_name = j.value("layer_name", "");
+    c.attn_name = j.value("attn_name", "");
+    c.mlp_name = j.value("mlp_name", "");
+    c.embed_name = j.value("embed_name", "");
+    c.dataset = j.value("dataset", c.dataset);
+    c.samples = j.value("samples", c.samples);
+    c.noise = j.value("noise", c.noise);
+    c.seed = j.value("seed", c.seed);
+    c.replace = j.value("replace", c.replace);
+    c.mediators = j.value("mediators", c.mediators);
+    c.window = j.value("window", c.window);
+    c.convention = j.value("convention", c.convention);
+    c.positions = j.value("positions", c.positions);
+    c.average = j.value("average", c.average);
+    c.filter = j.value("filter", c.filter);
+    c.device = j.value("device", c.device);
+    c.dtype = j.value("dtype", c.dtype);
+    c.results = j.value("results", c.results);
+    c.limit = j.value("limit", c.limit);
+    c.facts = j.value("facts", c.facts);
+    c.save_states = j.value("save_states", c.save_states);
+    c.engine = j.value("engine", c.engine);
+    c.max_batch_tokens = j.value("max_batch_tokens", c.max_batch_tokens);
+    c.formats = j.value("formats", c.formats);
+    c.stages = j.value("stages", c.stages);
+    c.config_path = j.value("config_path", std::string());
+    c.name = j.value("name", std::string());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(origin + ": config: " + std::string(e.what()));
+  }
+  return c;
+}
+
+}  // namespace kt

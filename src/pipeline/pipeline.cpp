@@ -1,0 +1,401 @@
+// The model half of `knowtrace run`: load, check the config against the
+// model, resolve the noise, filter candidates, trace every kept fact and
+// store it as it finishes. The model-free stages are in results.cpp.
+#include "pipeline/pipeline.h"
+
+#include <c10/core/InferenceMode.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "model/model.h"
+#include "pipeline/stages.h"
+#include "trace/fast_engine.h"
+#include "trace/noise.h"
+#include "trace/result_store.h"
+#include "trace/tracer.h"
+#include "util/error.h"
+#include "util/paths.h"
+
+namespace kt {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace pipeline {
+namespace {
+
+struct Interrupted {};
+
+const char* kind_label(SiteKind k) {
+  switch (k) {
+    case SiteKind::Embed: return "token embedding";
+    case SiteKind::ResidPre: return "block input";
+    case SiteKind::Attn: return "attention output";
+    case SiteKind::Mlp: return "MLP output";
+    case SiteKind::ResidPost: return "block output";
+  }
+  return "";
+}
+
+// layer_name / attn_name / mlp_name / embed_name must name this model's
+// sites of the right kind (the forward pass always uses its own names:
+// the keys are checked, as the seed's configs carry them).
+void check_site_names(const RunConfig& cfg, const ModelConfig& mc) {
+  struct Key {
+    const char* key;
+    const std::string& value;
+    SiteKind kind;
+    const char* own;
+  };
+  const ArchSpec& a = *mc.arch;
+  const Key keys[] = {{"layer_name", cfg.layer_name, SiteKind::ResidPost, a.layer_name},
+                      {"attn_name", cfg.attn_name, SiteKind::Attn, a.attn_name},
+                      {"mlp_name", cfg.mlp_name, SiteKind::Mlp, a.mlp_name},
+                      {"embed_name", cfg.embed_name, SiteKind::Embed, a.embed_name}};
+  for (const Key& k : keys) {
+    if (k.value.empty()) continue;
+    const std::string where = cfg.where(k.key) + ": key '" + k.key + "': ";
+    const std::vector<int64_t> layers =
+        k.kind == SiteKind::Embed ? std::vector<int64_t>{0} : std::vector<int64_t>{0, mc.n_layers - 1};
+    for (int64_t l : layers) {
+      const std::string name = k.kind == SiteKind::Embed ? k.value : layer_template(k.value, l);
+      Site s{};
+      try {
+        s = parse_site_name(mc, name);
+      } catch (const Error& e) {
+        throw Error(where + "'" + k.value + "' is not a site of this model: " + e.what());
+      }
+      if (s.kind != k.kind || (k.kind != SiteKind::Embed && s.layer != l))
+        throw Error(where + "'" + k.value + "' names the " + kind_label(s.kind) + "; this " + mc.model_type +
+                    " model's " + kind_label(k.kind) + " is '" + k.own + "'");
+    }
+  }
+}
+
+TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Dataset& data) {
+  TraceSettings st;
+  st.samples = cfg.samples;
+  st.window = cfg.window;
+  st.convention = parse_convention(cfg.convention);
+  st.mediators.clear();
+  for (const auto& m : cfg.mediators) st.mediators.push_back(parse_mediator(m));
+  try {
+    st.noise = parse_noise(cfg.noise, cfg.seed, cfg.replace);
+  } catch (const Error& e) {
+    throw Error(cfg.where("noise") + ": key 'noise': " + e.what());
+  }
+  if (st.noise.std_multiple > 0) {
+    // ROME: k x the std of every dataset subject's embeddings, once per run.
+    std::vector<std::string> subjects;
+    for (const auto& f : data.facts) subjects.push_back(f.subject);
+    if (subjects.empty()) throw Error(cfg.where("noise") + ": key 'noise': '" + cfg.noise + "' needs subjects, and the data set has none");
+    st.noise.level = st.noise.std_multiple * subject_embedding_std(model, subjects);
+    st.noise.std_multiple = 0;
+  }
+  return st;
+}
+
+// Refuses a results directory made with other settings.
+void check_run_dir(const std::string& dir, const std::string& fingerprint) {
+  if (!fs::exists(run_json_path(dir))) return;
+  json stored;
+  try {
+    stored = read_run_json(dir);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + "; use --results DIR for a new run (or delete " + dir + ")");
+  }
+  const std::string diff = fingerprint_difference(stored["fingerprint"].dump(), fingerprint);
+  if (diff.empty()) return;
+  throw Error(dir + " holds results made with a different " + diff +
+              "; use --results DIR for a new run, or delete " + dir + " to start over");
+}
+
+void write_run_json(const std::string& dir, const RunConfig& cfg, const std::string& fp, const TraceSettings& st,
+                    const Dataset& data, const Model& model, const RunReport& r, const std::string& status) {
+  const ModelConfig& mc = model.config();
+  const ArchSpec& a = *mc.arch;
+  json j = {{"knowtrace_version", kKnowtraceVersion},
+            {"status", status},
+            {"config", json::parse(config_to_json(cfg))},
+            {"fingerprint", json::parse(fp)},
+            {"noise", cfg.noise},
+            {"noise_level", st.noise.level},
+            {"dataset", data.source},
+            {"model",
+             {{"path", cfg.model},
+              {"architecture", mc.model_type},
+              {"layers", mc.n_layers},
+              {"hidden", mc.hidden},
+              {"sites", {{"embed_name", a.embed_name}, {"layer_name", a.layer_name}, {"attn_name", a.attn_name}, {"mlp_name", a.mlp_name}}}}},
+            {"counts",
+             {{"facts", r.facts},
+              {"data_errors", r.data_errors},
+              {"kept", r.kept},
+              {"traced_this_run", r.facts_traced},
+              {"reused", r.facts_reused},
+              {"trace_errors", r.trace_errors}}}};
+  if (cfg.save_states) j["save_states_note"] = "save_states is accepted but not implemented yet: no states are stored";
+  write_file_atomic(run_json_path(dir), j.dump(2) + "\n");
+}
+
+std::string strip(const std::string& s) {
+  const char* ws = " \t\n\r\f\v";
+  const size_t a = s.find_first_not_of(ws);
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(ws) - a + 1);
+}
+
+// Verdicts for `facts`, equal-length prompts batched together. A prompt the
+// model cannot take (no tokens, longer than its context) gets no verdict:
+// it goes to `errors`.
+std::vector<Verdict> compute_verdicts(const Model& model, const std::vector<Fact>& facts, Progress& progress,
+                                      std::vector<FactError>& errors) {
+  c10::InferenceMode guard;
+  const Tokenizer& tok = model.tokenizer();
+  std::vector<Verdict> out(facts.size());
+  std::map<size_t, std::vector<size_t>> by_len;
+  std::vector<std::vector<int32_t>> ids(facts.size());
+  for (size_t i = 0; i < facts.size(); ++i) {
+    const Fact& f = facts[i];
+    Verdict& v = out[i];
+    v.id = f.id, v.prompt = f.prompt, v.subject = f.subject, v.attribute = f.attribute;
+    ids[i] = tok.encode(f.prompt).ids;
+    v.n_tokens = static_cast<int64_t>(ids[i].size());
+    const auto first = tok.encode(" " + f.attribute, /*add_special=*/false).ids;
+    v.attribute_first_id = first.empty() ? -1 : first[0];
+    if (ids[i].empty()) {
+      errors.push_back({f.id, "filter", "prompt '" + f.prompt + "' encodes to no tokens"});
+    } else if (v.n_tokens > model.config().max_positions) {
+      errors.push_back({f.id, "filter", "prompt has " + std::to_string(v.n_tokens) + " tokens, more than the model's context of " +
+                                            std::to_string(model.config().max_positions)});
+    } else {
+      by_len[ids[i].size()].push_back(i);
+      continue;
+    }
+    progress.tick();
+  }
+  const int64_t max_batch_tokens = 4096;
+  std::vector<char> done(facts.size(), 0);
+  for (const auto& [len, idx] : by_len) {
+    const size_t chunk = std::max<size_t>(1, std::min<size_t>(64, static_cast<size_t>(max_batch_tokens) / len));
+    for (size_t s = 0; s < idx.size() && !stop_requested(); s += chunk) {
+      const size_t n = std::min(chunk, idx.size() - s);
+      std::vector<int64_t> flat;
+      for (size_t k = 0; k < n; ++k) flat.insert(flat.end(), ids[idx[s + k]].begin(), ids[idx[s + k]].end());
+      at::Tensor batch = at::tensor(flat, at::kLong).view({static_cast<int64_t>(n), static_cast<int64_t>(len)});
+      at::Tensor probs = at::softmax(model.forward(batch, nullptr, /*last_only=*/true), -1);
+      auto [p, a] = probs.max(-1);
+      p = p.to(at::kDouble).cpu(), a = a.cpu();
+      for (size_t k = 0; k < n; ++k) {
+        Verdict& v = out[idx[s + k]];
+        v.top1_id = static_cast<int32_t>(a[static_cast<int64_t>(k)].item<int64_t>());
+        v.top1_prob = p[static_cast<int64_t>(k)].item<double>();
+        v.top1_token = tok.decode({v.top1_id});
+        v.first_token = v.top1_id == v.attribute_first_id;
+        v.rome = strip(v.top1_token) == v.attribute;
+        done[idx[s + k]] = 1;
+      }
+      progress.tick(static_cast<int64_t>(n));
+    }
+  }
+  // Interrupted (SIGINT): the verdicts computed so far are kept.
+  std::vector<Verdict> good;
+  for (size_t i = 0; i < facts.size(); ++i)
+    if (done[i]) good.push_back(std::move(out[i]));
+  return good;
+}
+
+}  // namespace
+}  // namespace pipeline
+
+RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
+  using namespace pipeline;
+  clear_stop();
+  RunReport rep;
+  // Tracing needs the verdicts: the filter stage comes with it (stored
+  // verdicts are reused, so this costs nothing on a rerun).
+  if (has_stage(cfg, "trace") && !has_stage(cfg, "filter")) cfg.stages.insert(cfg.stages.begin(), "filter");
+  const bool model_stages = has_stage(cfg, "filter") || has_stage(cfg, "trace");
+  const bool summary_stages = has_stage(cfg, "aggregate") || has_stage(cfg, "plot");
+  check_paths(cfg);
+  const std::string dir = results_dir(cfg);
+  rep.dir = dir;
+
+  if (!model_stages) {
+    const json j = read_run_json(dir);
+    rep.noise_level = j.value("noise_level", 0.0);
+    aggregate_stage(cfg, dir, j["fingerprint"].dump(), has_stage(cfg, "plot"), opts, rep);
+    return rep;
+  }
+
+  // ---- everything checked before any work.
+  if (cfg.dataset == "known_1000" && opts.download_data) {
+    bool have = false;
+    for (const auto& p : known_1000_candidates()) have = have || fs::exists(p);
+    if (!have) download_known_1000();
+  }
+  const Dataset data = load_dataset(cfg);
+  const std::vector<Fact> facts = select_facts(data, cfg);
+  rep.facts = static_cast<int64_t>(facts.size());
+  rep.data_errors = static_cast<int64_t>(data.errors.size());
+  LoadOptions lo;
+  lo.dtype = parse_dtype(cfg.dtype);
+  lo.device = parse_device(cfg.device);
+  auto model = Model::load(cfg.model, lo);
+  const ModelConfig& mc = model->config();
+  check_site_names(cfg, mc);
+  if (cfg.window > mc.n_layers)
+    throw Error(cfg.where("window") + ": key 'window': " + std::to_string(cfg.window) + " is more than the model's " +
+                std::to_string(mc.n_layers) + " layers");
+  const TraceSettings st = make_settings(cfg, *model, data);
+  rep.noise_level = st.noise.level;
+  const std::string fp = trace_fingerprint(*model, st);
+  check_run_dir(dir, fp);
+
+  fs::create_directories(fs::path(dir) / "traces");
+  if (cfg.save_states) note(rep, "save_states: accepted but not implemented yet; no clean/corrupted states are stored");
+  std::fprintf(stderr, "run: %s -> %s\n  model %s (%s, %lld layers), %s, %s, %s engine\n  %zu facts from %s (%zu records skipped: errors.jsonl), noise %s = %.6g\n",
+               cfg.config_path.empty() ? "(config)" : cfg.config_path.c_str(), dir.c_str(), cfg.model.c_str(),
+               mc.model_type.c_str(), (long long)mc.n_layers, cfg.dtype.c_str(), cfg.device.c_str(), cfg.engine.c_str(), facts.size(),
+               data.source.c_str(), data.errors.size(), cfg.noise.c_str(), st.noise.level);
+  write_run_json(dir, cfg, fp, st, data, *model, rep, "running");
+  std::vector<FactError> errors = data.errors;
+  const std::string errors_path = (fs::path(dir) / "errors.jsonl").string();
+  write_errors(errors_path, errors);
+  InterruptGuard sigint;
+
+  // ---- filter: verdicts computed once and stored; reruns reuse them.
+  const std::string filter_path = (fs::path(dir) / "filter.jsonl").string();
+  const std::vector<Verdict> stored = read_verdicts(filter_path);
+  std::map<std::string, const Verdict*> stored_by_id;
+  for (const auto& v : stored) stored_by_id[v.id] = &v;
+  std::vector<Fact> need;
+  for (const auto& f : facts) {
+    auto it = stored_by_id.find(f.id);
+    if (it != stored_by_id.end() && it->second->same_fact(f)) ++rep.filter_reused;
+    else need.push_back(f);
+  }
+  std::map<std::string, Verdict> computed;
+  if (!need.empty()) {
+    Progress progress("filter", static_cast<int64_t>(need.size()), "facts", opts.progress);
+    const size_t n_errors = errors.size();
+    for (auto& v : compute_verdicts(*model, need, progress, errors)) computed[v.id] = std::move(v);
+    if (stop_requested()) rep.interrupted = true;
+    else progress.finish();
+    rep.filter_computed = static_cast<int64_t>(computed.size());
+    rep.filter_errors = static_cast<int64_t>(errors.size() - n_errors);
+    if (errors.size() > n_errors) write_errors(errors_path, errors);
+  }
+  std::vector<Verdict> verdicts;
+  for (const auto& f : data.facts) {
+    if (auto c = computed.find(f.id); c != computed.end()) verdicts.push_back(c->second);
+    else if (auto s = stored_by_id.find(f.id); s != stored_by_id.end() && s->second->same_fact(f)) verdicts.push_back(*s->second);
+  }
+  if (!computed.empty() || verdicts.size() != stored.size()) write_verdicts(filter_path, verdicts);
+  const std::vector<Verdict> kept = kept_facts(verdicts, cfg);
+  rep.kept = static_cast<int64_t>(kept.size());
+  if (!rep.interrupted) {
+    std::set<std::string> sel;
+    for (const auto& f : facts) sel.insert(f.id);
+    int64_t n_rome = 0, n_first = 0;
+    for (const auto& v : verdicts)
+      if (sel.count(v.id)) n_rome += v.rome, n_first += v.first_token;
+    std::fprintf(stderr, "filter: %lld facts: %lld correct by rule rome, %lld by rule first-token; tracing %lld (filter %s%s)\n",
+                 (long long)facts.size(), (long long)n_rome, (long long)n_first, (long long)kept.size(),
+                 cfg.filter.c_str(), cfg.limit > 0 ? (", limit " + std::to_string(cfg.limit)).c_str() : "");
+  }
+
+  // ---- trace: every kept fact, every mediator, stored as it finishes.
+  if (rep.interrupted) {
+    std::fprintf(stderr, "\n");
+    note(rep, "interrupted: " + std::to_string(rep.filter_computed) + " filter verdicts stored; rerun the same command to resume");
+  } else if (has_stage(cfg, "trace")) {
+    const std::string traces = (fs::path(dir) / "traces").string();
+    struct Todo {
+      const Verdict* v;
+      std::vector<Mediator> missing;
+    };
+    std::vector<Todo> todo;
+    for (const auto& v : kept) {
+      Todo t{&v, {}};
+      for (Mediator m : st.mediators) {
+        const std::string path = trace_file_name(traces, v.id, m);
+        if (!fs::exists(path)) {
+          t.missing.push_back(m);
+          continue;
+        }
+        try {
+          FactTrace f = read_trace_npz(path, fp);
+          if (f.prompt != v.prompt || f.subject != v.subject) throw Error(path + ": stored for another prompt or subject");
+        } catch (const std::exception& e) {
+          std::string msg = e.what();
+          note(rep, msg.substr(0, msg.find('\n')) + "; recomputing");
+          ++rep.traces_invalid;
+          t.missing.push_back(m);
+        }
+      }
+      if (t.missing.empty()) ++rep.facts_reused;
+      else todo.push_back(std::move(t));
+    }
+    if (rep.facts_reused > 0)
+      std::fprintf(stderr, "trace: %lld facts already stored, %zu to trace\n", (long long)rep.facts_reused, todo.size());
+    Progress progress("trace", static_cast<int64_t>(todo.size()), "facts", opts.progress);
+    for (const Todo& t : todo) {
+      if (stop_requested()) {
+        rep.interrupted = true;
+        break;
+      }
+      const Verdict& v = *t.v;
+      TraceSettings s = st;
+      s.mediators = t.missing;
+      FactTrace f;
+      try {
+        validate_fact(*model, v.prompt, v.subject, s);
+        if (cfg.engine == "fast") {
+          // One sweep per fact: a SIGINT lets the current fact finish.
+          FastOptions fo;
+          fo.max_batch_tokens = cfg.max_batch_tokens;
+          f = trace_fact_fast(*model, v.prompt, v.subject, s, v.attribute, fo);
+        } else {
+          f = trace_fact_reference(*model, v.prompt, v.subject, s, v.attribute, [&](int64_t done, int64_t total) {
+            if (stop_requested()) throw Interrupted{};
+            progress.partial(static_cast<double>(done) / static_cast<double>(std::max<int64_t>(total, 1)));
+          });
+        }
+      } catch (const Interrupted&) {
+        rep.interrupted = true;
+        break;
+      } catch (const Error& e) {
+        errors.push_back({v.id, "trace", e.what()});
+        write_errors(errors_path, errors);
+        ++rep.trace_errors;
+        progress.tick();
+        continue;
+      }
+      for (const auto& m : f.traces) {
+        write_trace_npz(trace_file_name(traces, v.id, m.mediator), f, m, s, fp);
+        ++rep.traces_written;
+      }
+      ++rep.facts_traced;
+      progress.tick();
+      if (opts.after_fact) opts.after_fact(v.id);
+    }
+    if (!rep.interrupted) progress.finish();
+    if (rep.interrupted) {
+      std::fprintf(stderr, "\n");
+      note(rep, "interrupted: " + std::to_string(rep.facts_traced) + " facts traced in this run, " +
+                    std::to_string(rep.facts_reused + rep.facts_traced) + " of " + std::to_string(rep.kept) +
+                    " stored; rerun the same command to resume");
+    }
+  }
+  write_run_json(dir, cfg, fp, st, data, *model, rep, rep.interrupted ? "interrupted" : "complete");
+  model.reset();
+  if (rep.interrupted || !summary_stages) return rep;
+  aggregate_stage(cfg, dir, fp, has_stage(cfg, "plot"), opts, rep);
+  return rep;
+}
+
+}  // namespace kt

@@ -1,0 +1,283 @@
+// The model-free half of the pipeline: filter.jsonl and errors.jsonl,
+// reading stored traces, the aggregate and plot stages, and `replot`.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "io/npz.h"
+#include "pipeline/stages.h"
+#include "report/plots.h"
+#include "util/error.h"
+#include "util/paths.h"
+
+namespace kt {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace pipeline {
+
+namespace {
+
+std::string dump_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::vector<ImageFormat> image_formats(const std::vector<std::string>& names) {
+  std::vector<ImageFormat> out;
+  for (const auto& n : names) out.push_back(parse_image_format(n));
+  return out;
+}
+
+// "models/SmolLM2-135M-Instruct.Q4_1.gguf" -> "SmolLM2-135M-Instruct.Q4_1".
+std::string model_display_name(const std::string& path) {
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.extension() == ".gguf" ? p.stem().string() : p.filename().string();
+}
+
+}  // namespace
+
+std::string run_json_path(const std::string& dir) { return (fs::path(dir) / "run.json").string(); }
+
+json read_run_json(const std::string& dir) {
+  const std::string rj = run_json_path(dir);
+  if (!fs::exists(rj)) throw Error(dir + ": no run.json: not a knowtrace results directory (run the filter and trace stages first)");
+  json j;
+  try {
+    j = json::parse(read_text_file(rj));
+  } catch (const json::exception& e) {
+    throw Error(rj + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (!j.is_object() || !j.contains("fingerprint") || !j.contains("config"))
+    throw Error(rj + ": has no 'config' or 'fingerprint'");
+  return j;
+}
+
+std::string fingerprint_difference(const std::string& stored, const std::string& now) {
+  if (stored == now) return "";
+  json h, w;
+  try {
+    h = json::parse(stored), w = json::parse(now);
+  } catch (const json::exception&) {
+    return "fingerprint (not valid JSON)";
+  }
+  if (h == w) return "";
+  for (auto& [k, v] : w.items())
+    if (!h.contains(k) || h[k] != v)
+      return "'" + k + "' (stored " + (h.contains(k) ? h[k].dump() : "nothing") + ", now " + v.dump() + ")";
+  return "fingerprint";
+}
+
+std::vector<Verdict> read_verdicts(const std::string& path) {
+  std::vector<Verdict> out;
+  if (!fs::exists(path)) return out;
+  std::istringstream in(read_text_file(path));
+  std::string line;
+  size_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    try {
+      json j = json::parse(line);
+      Verdict v;
+      v.id = j.at("id").get<std::string>();
+      v.prompt = j.at("prompt").get<std::string>();
+      v.subject = j.at("subject").get<std::string>();
+      v.attribute = j.at("attribute").get<std::string>();
+      v.n_tokens = j.at("n_tokens").get<int64_t>();
+      v.top1_id = j.at("top1_id").get<int32_t>();
+      v.top1_token = j.at("top1_token").get<std::string>();
+      v.top1_prob = j.at("top1_prob").get<double>();
+      v.attribute_first_id = j.at("attribute_first_id").get<int32_t>();
+      v.first_token = j.at("first_token").get<bool>();
+      v.rome = j.at("rome").get<bool>();
+      out.push_back(std::move(v));
+    } catch (const json::exception& e) {
+      throw Error(path + ":" + std::to_string(lineno) + ": not a filter verdict (" + e.what() +
+                  "); delete the file to recompute the filter");
+    }
+  }
+  return out;
+}
+
+void write_verdicts(const std::string& path, const std::vector<Verdict>& vs) {
+  std::string text;
+  for (const auto& v : vs) {
+    json j = {{"id", v.id},
+              {"prompt", v.prompt},
+              {"subject", v.subject},
+              {"attribute", v.attribute},
+              {"n_tokens", v.n_tokens},
+              {"top1_id", v.top1_id},
+              {"top1_token", v.top1_token},
+              {"top1_prob", v.top1_prob},
+              {"attribute_first_id", v.attribute_first_id},
+              {"first_token", v.first_token},
+              {"rome", v.rome}};
+    text += dump_line(j) + "\n";
+  }
+  write_file_atomic(path, text);
+}
+
+std::vector<Verdict> kept_facts(const std::vector<Verdict>& verdicts, const RunConfig& cfg) {
+  std::set<std::string> subset(cfg.facts.begin(), cfg.facts.end());
+  std::vector<Verdict> out;
+  for (const auto& v : verdicts) {
+    if (!subset.empty() && !subset.count(v.id)) continue;
+    const bool keep = cfg.filter == "none" || (cfg.filter == "rome" ? v.rome : v.first_token);
+    if (!keep) continue;
+    out.push_back(v);
+    if (cfg.limit > 0 && static_cast<int64_t>(out.size()) >= cfg.limit) break;
+  }
+  return out;
+}
+
+void write_errors(const std::string& path, const std::vector<FactError>& errors) {
+  std::string text;
+  for (const auto& e : errors) text += dump_line(json{{"id", e.id}, {"stage", e.stage}, {"error", e.message}}) + "\n";
+  write_file_atomic(path, text);
+}
+
+TraceRecord read_trace_record(const std::string& path, const std::string& fact_id, const std::string& expected) {
+  auto a = read_npz(path);
+  auto get = [&](const char* k) -> const NpyArray& { return npz_get(a, k, path); };
+  if (!expected.empty()) {
+    const std::string diff = fingerprint_difference(get("fingerprint").item_string(path), expected);
+    if (!diff.empty()) throw Error(path + ": stored with a different " + diff);
+  }
+  TraceRecord r;
+  r.fact_id = fact_id;
+  r.mediator = get("mediator").item_string(path);
+  r.prompt = get("prompt").item_string(path);
+  r.subject = get("subject").item_string(path);
+  r.answer = get("answer").item_string(path);
+  r.tokens = get("input_tokens").to_strings(path);
+  const NpyArray& s = get("scores");
+  if (s.shape.size() != 2) throw Error(path + ": 'scores' must be 2-dimensional");
+  r.n_tokens = s.shape[0], r.n_layers = s.shape[1];
+  r.scores = s.to_f64(path);
+  if (static_cast<int64_t>(r.tokens.size()) != r.n_tokens)
+    throw Error(path + ": " + std::to_string(r.tokens.size()) + " input_tokens for " + std::to_string(r.n_tokens) +
+                " rows of scores");
+  auto range = get("subject_range").to_i64(path);
+  if (range.size() != 2 || range[0] < 0 || range[0] >= range[1] || range[1] > r.n_tokens)
+    throw Error(path + ": 'subject_range' is not a token range of the prompt");
+  r.subject_begin = range[0], r.subject_end = range[1];
+  r.low_score = get("low_score").item_f64(path);
+  r.high_score = get("high_score").item_f64(path);
+  r.window = get("window").item_i64(path);
+  return r;
+}
+
+void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::string& fingerprint, bool plot,
+                     const RunOptions& opts, RunReport& report) {
+  const std::string filter_path = (fs::path(dir) / "filter.jsonl").string();
+  if (!fs::exists(filter_path))
+    throw Error(dir + ": no filter.jsonl: run the filter and trace stages first (knowtrace run CONFIG)");
+  const std::vector<Verdict> kept = kept_facts(read_verdicts(filter_path), cfg);
+
+  // Every stored trace of every kept fact.
+  std::vector<TraceRecord> records;
+  std::set<std::string> facts_with_records;
+  int64_t missing = 0, invalid = 0;
+  for (const auto& v : kept) {
+    for (const auto& m : cfg.mediators) {
+      const std::string path = (fs::path(dir) / "traces" / (v.id + "_" + m + ".npz")).string();
+      if (!fs::exists(path)) {
+        ++missing;
+        continue;
+      }
+      try {
+        records.push_back(read_trace_record(path, v.id, fingerprint));
+        records.back().model = model_display_name(cfg.model);
+        facts_with_records.insert(v.id);
+      } catch (const Error& e) {
+        ++invalid;
+        note(report, std::string(e.what()) + "; left out of the summary");
+      }
+    }
+  }
+  if (missing > 0)
+    note(report, "aggregate: " + std::to_string(missing) + " trace file(s) of kept facts are not stored yet"
+                 " (interrupted run or untraceable facts: see errors.jsonl); summarizing what is stored");
+  report.aggregated_facts = static_cast<int64_t>(facts_with_records.size());
+  if (records.empty()) {
+    note(report, "aggregate: no stored traces in " + dir + "/traces: nothing to summarize");
+    return;
+  }
+
+  const PositionScheme primary_scheme = parse_scheme(cfg.positions);
+  const bool primary_per_fact = cfg.average == "facts";
+  std::vector<MediatorSummary> primary, all;
+  for (const auto& m : cfg.mediators) {
+    const bool any = std::any_of(records.begin(), records.end(), [&](const TraceRecord& r) { return r.mediator == m; });
+    if (!any) continue;
+    primary.push_back(aggregate(records, m, primary_scheme, primary_per_fact));
+  }
+  all = primary;
+  for (PositionScheme sc : {PositionScheme::Rome6, PositionScheme::Seed4})
+    for (bool per_fact : {false, true}) {
+      if (sc == primary_scheme && per_fact == primary_per_fact) continue;
+      for (const auto& p : primary) all.push_back(aggregate(records, p.mediator, sc, per_fact));
+    }
+  write_summary_json((fs::path(dir) / "summary.json").string(), all);
+  write_summary_csv((fs::path(dir) / "summary.csv").string(), all);
+  write_overview_csv((fs::path(dir) / "overview.csv").string(), all);
+  std::fprintf(stderr, "aggregate: %lld facts, %zu mediators -> %s/summary.json, summary.csv, overview.csv\n",
+               (long long)report.aggregated_facts, primary.size(), dir.c_str());
+  if (!plot) return;
+  if (!plots_available()) {
+    note(report, "plot: this knowtrace was built without cairo: no figures (install libcairo2-dev and rebuild)");
+    return;
+  }
+
+  std::vector<ImageFormat> formats = image_formats(cfg.formats);
+  // The HTML report embeds PNGs: the summary figures are always drawn as PNG too.
+  std::vector<ImageFormat> summary_formats = formats;
+  if (std::find(formats.begin(), formats.end(), ImageFormat::Png) == formats.end())
+    summary_formats.push_back(ImageFormat::Png);
+  const fs::path figs = fs::path(dir) / "figures";
+  fs::create_directories(figs / "facts");
+  std::vector<std::string> pngs;
+  auto keep = [&](const std::vector<std::string>& written) {
+    for (const auto& w : written) {
+      report.figures.push_back(w);
+      if (fs::path(w).extension() == ".png") pngs.push_back(w);
+    }
+  };
+  // Averaged heatmaps and line plots first: the report shows them on top.
+  for (const auto& s : primary) keep(plot_average_heatmap(s, (figs / ("average_" + s.mediator)).string(), summary_formats));
+  keep(plot_aie_lines(primary, (figs / "aie_lines").string(), summary_formats));
+  const size_t summary_pngs = pngs.size();
+  Progress progress("plot", static_cast<int64_t>(records.size()), "heatmaps", opts.progress);
+  for (const auto& r : records) {
+    keep(plot_fact_heatmap(r, (figs / "facts" / (r.fact_id + "_" + r.mediator)).string(), formats));
+    progress.tick();
+  }
+  progress.finish();
+  // The report embeds the summary figures and the first fact's heatmaps;
+  // every fact's figures stay in figures/facts/.
+  std::vector<std::string> report_pngs(pngs.begin(), pngs.begin() + static_cast<std::ptrdiff_t>(summary_pngs));
+  for (size_t i = summary_pngs; i < pngs.size() && i < summary_pngs + primary.size(); ++i) report_pngs.push_back(pngs[i]);
+  const std::string title = "knowtrace: " + (cfg.name.empty() ? fs::path(dir).filename().string() : cfg.name) + " (" +
+                            std::to_string(report.aggregated_facts) + " facts, " + cfg.model + ")";
+  write_html_report((fs::path(dir) / "report.html").string(), title, primary, report_pngs);
+  std::fprintf(stderr, "plot: %zu files in %s/figures, report %s/report.html\n", report.figures.size(), dir.c_str(),
+               dir.c_str());
+}
+
+}  // namespace pipeline
+
+RunReport replot(const std::string& run_dir, const RunOptions& opts) {
+  const json j = pipeline::read_run_json(run_dir);
+  RunConfig cfg = config_from_json(j["config"].dump(), pipeline::run_json_path(run_dir));
+  RunReport report;
+  report.dir = run_dir;
+  report.noise_level = j.value("noise_level", 0.0);
+  pipeline::aggregate_stage(cfg, run_dir, j["fingerprint"].dump(), true, opts, report);
+  return report;
+}
+
+}  // namespace kt
