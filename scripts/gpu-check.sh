@@ -328,12 +328,15 @@ run_tests() {
     if [ ! -x "$BUILD/$t" ]; then done_step skipped "not built"; continue; fi
     local note=""
     grep -q KNOWTRACE_TEST_DEVICE "tests/unit/$t.cpp" || note="NOTE: $t does not read KNOWTRACE_TEST_DEVICE yet, so it ran on the CPU; "
-    if LD_LIBRARY_PATH="$(cxx_libs)" KNOWTRACE_TEST_DEVICE="$DEVICE" KT_SOURCE_DIR="$ROOT" timeout "$(limit 150)" "$BUILD/$t" --gtest_brief=1 >"$WORK/$t.log" 2>&1; then
+    if LD_LIBRARY_PATH="$(cxx_libs)" KNOWTRACE_TEST_DEVICE="$DEVICE" KT_SOURCE_DIR="$ROOT" timeout "$(limit 150)" "$BUILD/$t" >"$WORK/$t.log" 2>&1; then
       done_step ok "$note$(grep -E '^\[  PASSED  \]' "$WORK/$t.log" | tail -1)"
     else
       local rc=$?
       grep -E '^\[  FAILED  \]|Failure|error' "$WORK/$t.log" | head -20
-      done_step FAILED "$note$( ((rc == 124)) && echo "timed out; " )$(grep -E '^\[  (PASSED|FAILED)  \]' "$WORK/$t.log" | head -2 | tr '\n' ' ')"
+      # a crash prints no FAILED line: show where it stopped (the last [ RUN ] is the test that died)
+      if ((rc > 128 && rc != 137)); then echo "--- $t died by signal $((rc - 128)); last lines of its log:"; tail -15 "$WORK/$t.log"; fi
+      cp "$WORK/$t.log" "$OUTDIR/$t.log" 2>/dev/null
+      done_step FAILED "$note$( ((rc == 124)) && echo "timed out; " )$( ((rc > 128 && rc != 137)) && echo "crashed (signal $((rc - 128))) in $(grep -E '^\[ RUN      \]' "$WORK/$t.log" | tail -1 | sed 's/^\[ RUN      \] //'); " )$(grep -E '^\[  (PASSED|FAILED)  \]' "$WORK/$t.log" | head -2 | tr '\n' ' ')"
     fi
     grep -E '^\[fast\]' "$WORK/$t.log" | head -10
   done
