@@ -28,7 +28,7 @@ struct TraceArgs {
   std::vector<std::string> noise_subjects;
   int64_t samples = 10, window = 10;
   uint32_t seed = 1;
-  bool replace = false, as_json = false;
+  bool replace = false, as_json = false, save_states = false;
 };
 
 void print_table(const FactTrace& f, const MediatorTrace& m) {
@@ -108,6 +108,10 @@ void run_trace(const TraceArgs& a) {
       written.push_back(trace_file_name(a.out, "fact", m.mediator));
       write_trace_npz(written.back(), f, m, s, fp);
     }
+    if (a.save_states) {
+      written.push_back((std::filesystem::path(a.out) / "fact_states.npz").string());
+      write_states_npz(written.back(), f, record_fact_states(*model, a.prompt, a.subject, s));
+    }
   }
   if (a.as_json) {
     nlohmann::json j = {{"prompt", f.prompt},     {"subject", f.subject},        {"input_ids", f.input_ids},
@@ -158,6 +162,7 @@ void add_trace(CLI::App& app) {
   cmd->add_option("--convention", a->convention, "resid_post (ROME) | resid_pre")->capture_default_str();
   cmd->add_option("--out", a->out, "Directory for the .npz results");
   cmd->add_option("--engine", a->engine, "fast | reference")->capture_default_str();
+  cmd->add_flag("--save-states", a->save_states, "Also store every site's clean and corrupted values (float16)");
   cmd->add_option("--max-batch-tokens", a->max_batch_tokens, "Fast engine: live tokens per sweep (0 = unlimited)");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16")->capture_default_str();

@@ -37,7 +37,7 @@ struct RunConfig {
   std::string results;                    // "" = results/<name>
   int64_t limit = 0;                      // 0 = no limit: at most this many kept facts are traced
   std::vector<std::string> facts;         // subset of fact ids (empty = all)
-  bool save_states = false;               // accepted and stored; not implemented yet
+  bool save_states = false;               // also store every site's clean/corrupted values (float16)
   std::string engine = "reference";       // reference (ROME's loop, the oracle) | fast (same numbers to fp32 rounding)
   int64_t max_batch_tokens = 0;           // fast engine: live tokens per sweep (0 = unlimited)
   std::vector<std::string> formats = {"png", "pdf", "svg"};

@@ -82,6 +82,23 @@ void write_trace_npz(const std::string& path, const FactTrace& f, const Mediator
   write_npz(path, a);
 }
 
+void write_states_npz(const std::string& path, const FactTrace& f, const FactStates& st) {
+  std::vector<std::pair<std::string, NpyArray>> a = {
+      {"input_ids", NpyArray::from_i64(std::vector<int64_t>(f.input_ids.begin(), f.input_ids.end()))},
+      {"subject_range", NpyArray::from_i64({f.subject_begin, f.subject_end})}};
+  auto to_f16 = [](const at::Tensor& t, bool drop_batch) {
+    at::Tensor v = (drop_batch ? t[0] : t).to(at::kFloat).contiguous().cpu();
+    std::vector<float> data(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+    return NpyArray::from_f16(data, std::vector<int64_t>(v.sizes().begin(), v.sizes().end()));
+  };
+  for (size_t i = 0; i < st.sites.size(); ++i) {
+    a.emplace_back("clean:" + st.sites[i], to_f16(st.clean[i], true));
+    a.emplace_back("corrupted:" + st.sites[i], to_f16(st.corrupted[i], false));
+  }
+  fs::create_directories(fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path());
+  write_npz(path, a);
+}
+
 FactTrace read_trace_npz(const std::string& path, const std::string& expected) {
   auto a = read_npz(path);
   auto get = [&](const char* k) -> const NpyArray& { return npz_get(a, k, path); };

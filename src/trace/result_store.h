@@ -27,6 +27,10 @@ void write_trace_npz(const std::string& path, const FactTrace& f, const Mediator
 // differs, throws kt::Error naming the file and the first differing field.
 FactTrace read_trace_npz(const std::string& path, const std::string& expected_fingerprint = "");
 
+// save_states: every site's clean and corrupted values as float16, keys
+// "clean:<site>" [T, d] and "corrupted:<site>" [S, T, d], plus input_ids.
+void write_states_npz(const std::string& path, const FactTrace& f, const FactStates& states);
+
 // "<dir>/<fact>_<mediator>.npz"
 std::string trace_file_name(const std::string& dir, const std::string& fact, Mediator m);
 

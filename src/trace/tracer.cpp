@@ -150,6 +150,27 @@ double answer_probability(const at::Tensor& last_logits, int32_t answer_id) {
 
 using detail::site_index;
 
+FactStates record_fact_states(const Model& model, const std::string& prompt, const std::string& subject,
+                              const TraceSettings& st) {
+  c10::InferenceMode guard;
+  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, {});
+  const ModelConfig& cfg = model.config();
+  const int64_t L = cfg.n_layers;
+  std::vector<at::Tensor> corrupted(1 + 5 * L);
+  SiteHook record = [&](const Site& s, at::Tensor& v) {
+    if (s.kind == SiteKind::Embed) detail::corrupt_embeddings(v, p, st);
+    corrupted[site_index(s, L)] = v;
+  };
+  model.forward(p.ids_samples, record, true);
+  FactStates out;
+  for (const Site& s : all_sites(cfg)) {
+    out.sites.push_back(site_name(cfg, s));
+    out.clean.push_back(p.clean[site_index(s, L)]);
+    out.corrupted.push_back(corrupted[site_index(s, L)]);
+  }
+  return out;
+}
+
 FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
                                const TraceSettings& st, const std::optional<std::string>& expect,
                                const TraceProgress& progress) {

@@ -57,6 +57,15 @@ void validate_fact(const Model& model, const std::string& prompt, const std::str
 
 using TraceProgress = std::function<void(int64_t done, int64_t total)>;
 
+// Clean [1, T, d] and corrupted [S, T, d] values of every site (same noise
+// as the trace), for `save_states`.
+struct FactStates {
+  std::vector<std::string> sites;  // site names, forward order
+  std::vector<at::Tensor> clean, corrupted;
+};
+FactStates record_fact_states(const Model& model, const std::string& prompt, const std::string& subject,
+                              const TraceSettings& settings);
+
 FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
                                const TraceSettings& settings, const std::optional<std::string>& expect = {},
                                const TraceProgress& progress = nullptr);

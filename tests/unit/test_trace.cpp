@@ -10,6 +10,7 @@
 
 #include "model/model.h"
 #include "trace/noise.h"
+#include "io/npz.h"
 #include "trace/result_store.h"
 #include "trace/subject.h"
 #include "trace/tracer.h"
@@ -183,6 +184,31 @@ TEST(ResultStore, NpzRoundTripAndFingerprintCheck) {
   s2.samples = 3;
   expect_error([&] { kt::read_trace_npz(path, kt::trace_fingerprint(*model, s2)); }, "'samples'");
   fs::remove_all(dir);
+}
+
+TEST(ResultStore, SaveStatesWritesCleanAndCorruptedSitesNumpyCanRead) {
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/gpt2");
+  auto s = small_settings();
+  s.mediators = {kt::Mediator::Hidden};
+  auto f = kt::trace_fact_reference(*model, "Miles Davis plays the", "Miles Davis", s);
+  auto st = kt::record_fact_states(*model, "Miles Davis plays the", "Miles Davis", s);
+  const int64_t T = static_cast<int64_t>(f.input_ids.size()), d = model->config().hidden;
+  ASSERT_EQ(st.sites.size(), 1u + 4 * model->config().n_layers);
+  const fs::path path = fs::temp_directory_path() / ("kt_states_" + std::to_string(::getpid()) + ".npz");
+  kt::write_states_npz(path.string(), f, st);
+  auto a = kt::read_npz(path.string());
+  const auto& c = kt::npz_get(a, "clean:transformer.h.1.mlp", path.string());
+  const auto& r = kt::npz_get(a, "corrupted:transformer.h.1.mlp", path.string());
+  EXPECT_EQ(c.dtype, "<f2");
+  EXPECT_EQ(c.shape, (std::vector<int64_t>{T, d}));
+  EXPECT_EQ(r.shape, (std::vector<int64_t>{s.samples, T, d}));
+  // Values round-trip at float16 precision; the clean run is not the
+  // corrupted one after the subject.
+  auto cv = c.to_f32(), rv = r.to_f32();
+  at::Tensor want = st.clean[1 + 1 * 4 + 2].to(at::kFloat)[0];  // embed, then 4 sites per layer: h.1.mlp
+  EXPECT_LE((at::from_blob(cv.data(), {T, d}, at::kFloat) - want).abs().max().item<double>(), 1e-2);
+  EXPECT_GT((at::from_blob(rv.data(), {s.samples, T, d}, at::kFloat)[0] - want).abs().max().item<double>(), 1e-3);
+  fs::remove(path);
 }
 
 }  // namespace
