@@ -4,12 +4,22 @@
 // and chunked sweeps equal one sweep.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "model/model.h"
 #include "trace/fast_engine.h"
 #include "trace/tracer.h"
 #include "util/error.h"
 
 namespace {
+
+// KNOWTRACE_TEST_DEVICE=cuda runs these tests on the GPU (scripts/gpu-check.sh).
+kt::LoadOptions test_device(at::ScalarType dtype = at::kFloat) {
+  kt::LoadOptions o;
+  o.dtype = dtype;
+  if (const char* d = std::getenv("KNOWTRACE_TEST_DEVICE")) o.device = kt::parse_device(d);
+  return o;
+}
 
 const std::string kModels = std::string(KT_SOURCE_DIR) + "/tests/fixtures/models/";
 const std::vector<std::string> kArchs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj"};
@@ -45,7 +55,7 @@ kt::TraceSettings settings(kt::HiddenConvention conv) {
 class FastVsReference : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FastVsReference, AllMediatorsBothConventionsFp32) {
-  auto model = kt::Model::load(kModels + GetParam());
+  auto model = kt::Model::load(kModels + GetParam(), test_device());
   double worst = 0;
   int64_t computed = 0, cells = 0;
   for (auto conv : {kt::HiddenConvention::ResidPost, kt::HiddenConvention::ResidPre}) {
@@ -67,7 +77,7 @@ TEST_P(FastVsReference, AllMediatorsBothConventionsFp32) {
 }
 
 TEST_P(FastVsReference, ChunkedSweepsEqualOneSweep) {
-  auto model = kt::Model::load(kModels + GetParam());
+  auto model = kt::Model::load(kModels + GetParam(), test_device());
   auto s = settings(kt::HiddenConvention::ResidPost);
   kt::FastStats one, many;
   auto a = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, {}, &one);
@@ -83,9 +93,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, FastVsReference, ::testing::ValuesIn(kArchs),
                          [](const auto& info) { return info.param; });
 
 TEST(FastEngine, Bfloat16AgreesWithReferenceInBfloat16) {
-  kt::LoadOptions o;
-  o.dtype = at::kBFloat16;
-  auto model = kt::Model::load(kModels + "llama", o);
+  auto model = kt::Model::load(kModels + "llama", test_device(at::kBFloat16));
   auto s = settings(kt::HiddenConvention::ResidPost);
   auto fast = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s);
   auto ref = kt::trace_fact_reference(*model, kFacts[0].first, kFacts[0].second, s);
@@ -97,7 +105,7 @@ TEST(FastEngine, Bfloat16AgreesWithReferenceInBfloat16) {
 }
 
 TEST(FastEngine, RejectsBadInputLikeTheReference) {
-  auto model = kt::Model::load(kModels + "gpt2");
+  auto model = kt::Model::load(kModels + "gpt2", test_device());
   auto s = settings(kt::HiddenConvention::ResidPost);
   EXPECT_THROW(kt::trace_fact_fast(*model, "Paris is nice", "Rome", s), kt::Error);
   s.samples = 0;

@@ -3,6 +3,8 @@
 // from tests/reference/rome_reference.py), subject ranges, bad input, and
 // the .npz result store.
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -20,6 +22,14 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+// KNOWTRACE_TEST_DEVICE=cuda runs these tests on the GPU (scripts/gpu-check.sh).
+kt::LoadOptions test_device(at::ScalarType dtype = at::kFloat) {
+  kt::LoadOptions o;
+  o.dtype = dtype;
+  if (const char* d = std::getenv("KNOWTRACE_TEST_DEVICE")) o.device = kt::parse_device(d);
+  return o;
+}
 
 const std::string kSrc = KT_SOURCE_DIR;
 const std::vector<std::string> kArchs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj"};
@@ -57,7 +67,7 @@ class TraceParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TraceParity, AllMediatorsBothConventionsMatchRomeOnTransformers) {
   const auto g = golden(GetParam());
-  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/" + GetParam());
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/" + GetParam(), test_device());
   const double std = kt::subject_embedding_std(*model, kFixtureSubjects);
   EXPECT_NEAR(std, g["embedding_std"].get<double>(), 1e-6);
   double worst = 0;
