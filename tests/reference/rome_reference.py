@@ -27,6 +27,9 @@ import numpy as np
 import torch
 import transformers as tf
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import module_names  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "fixtures", "traces")
 
@@ -43,14 +46,8 @@ MEDIATORS = ["hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn
 
 
 def names(model):
-    t = model.config.model_type
-    if t in ("llama", "mistral", "qwen2"):
-        return "model.embed_tokens", "model.layers.{}", "model.layers.{}.self_attn", "model.layers.{}.mlp"
-    if t in ("gpt2", "gptj"):
-        return "transformer.wte", "transformer.h.{}", "transformer.h.{}.attn", "transformer.h.{}.mlp"
-    if t == "gpt_neox":
-        return "gpt_neox.embed_in", "gpt_neox.layers.{}", "gpt_neox.layers.{}.attention", "gpt_neox.layers.{}.mlp"
-    raise ValueError(t)
+    """HF module names per site kind: the table make_fixtures.py keeps."""
+    return module_names(model.config.model_type, model.config.num_hidden_layers)
 
 
 def untuple(x):
