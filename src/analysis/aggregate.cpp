@@ -49,6 +49,7 @@
 
 #include "util/error.h"
 #include "util/paths.h"
+#include "util/stored_file.h"
 
 namespace kt {
 namespace {
@@ -138,7 +139,6 @@ const CategoryStats* find_category(const MediatorSummary& s, const std::string& 
   return nullptr;
 }
 
-std::string errno_text() { return std::strerror(errno); }
 
 // CSV number: shortest round-trip-ish text; NaN -> "nan".
 std::string num(double v) {
@@ -282,45 +282,6 @@ MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::st
   return s;
 }
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  std::error_code ec;
-  if (target.has_parent_path()) {
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) throw Error(path + ": cannot create its directory (" + ec.message() + ")");
-  }
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(tmp + ": cannot create (" + errno_text() + ")");
-  auto fail = [&](const std::string& what) {
-    const std::string why = errno_text();
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw Error(tmp + ": " + what + " (" + why + ")");
-  };
-  size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t w = ::write(fd, content.data() + done, content.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("write failed");
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0) fail("fsync failed");
-  if (::close(fd) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw Error(tmp + ": close failed (" + why + ")");
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw Error(path + ": rename from temporary file failed (" + why + ")");
-  }
-}
-
 void write_summary_json(const std::string& path, const std::vector<MediatorSummary>& summaries) {
   nlohmann::json root;
   root["format"] = "knowtrace-aie-summary";
@@ -362,11 +323,11 @@ void write_summary_json(const std::string& path, const std::vector<MediatorSumma
     }
     root["mediators"].push_back(std::move(m));
   }
-  write_file_atomic(path, root.dump(1) + "\n");
+  write_file_checked(path, root.dump(1) + "\n");
 }
 
 std::vector<MediatorSummary> read_summary_json(const std::string& path) {
-  const std::string text = read_text_file(path);
+  const std::string text = read_file_checked(path);
   std::vector<MediatorSummary> out;
   try {
     const auto root = nlohmann::json::parse(text);
@@ -424,7 +385,7 @@ void write_summary_csv(const std::string& path, const std::vector<MediatorSummar
       }
     }
   }
-  write_file_atomic(path, o.str());
+  write_file_checked(path, o.str());
 }
 
 void write_overview_csv(const std::string& path, const std::vector<MediatorSummary>& summaries) {
@@ -437,7 +398,7 @@ void write_overview_csv(const std::string& path, const std::vector<MediatorSumma
       << num(s.best_aie_last_subject) << ',' << s.best_layer_last_subject << ',' << num(s.best_aie_last_token) << ','
       << s.best_layer_last_token << '\n';
   }
-  write_file_atomic(path, o.str());
+  write_file_checked(path, o.str());
 }
 
 }  // namespace kt

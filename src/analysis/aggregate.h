@@ -81,8 +81,5 @@ void write_overview_csv(const std::string& path, const std::vector<MediatorSumma
 // Reads what write_summary_json wrote (null -> NaN); kt::Error on a bad file.
 std::vector<MediatorSummary> read_summary_json(const std::string& path);
 
-// Writes `content` to `path` atomically (temporary file + fsync + rename);
-// creates missing parent directories. kt::Error names the path on failure.
-void write_file_atomic(const std::string& path, const std::string& content);
 
 }  // namespace kt

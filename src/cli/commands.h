@@ -10,5 +10,6 @@ void add_trace(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_run(CLI::App& app);
 void add_plot(CLI::App& app);
+void add_merge(CLI::App& app);
 
 }  // namespace kt::cli

@@ -5,15 +5,36 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <string>
 #include <thread>
 
 #include "cli/commands.h"
+#include "pipeline/cluster.h"
 #include "util/error.h"
 
+namespace {
+
+// An error on one MPI rank must stop the others, which may be waiting for it.
+int fail(const std::string& msg) {
+  std::cerr << "knowtrace: error: " << msg << "\n";
+  if (kt::cluster().size > 1) kt::cluster_abort(1);
+  return 1;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  // Debian's libtorch starts with one intra-op thread; use every core unless
-  // the user chose a count the usual way.
-  if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  try {
+    kt::cluster_init(&argc, &argv);
+  } catch (const kt::Error& e) {
+    return fail(e.what());
+  }
+  // Debian's libtorch starts with one intra-op thread; use every core (shared
+  // by the MPI ranks on this node) unless the user chose a count the usual way.
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    at::set_num_threads(static_cast<int>(std::max(1u, cores / static_cast<unsigned>(kt::cluster().local_size))));
+  }
   CLI::App app{"knowtrace: locate factual knowledge in language models by causal tracing"};
   app.require_subcommand(1);
   kt::cli::add_predict(app);
@@ -22,18 +43,19 @@ int main(int argc, char** argv) {
   kt::cli::add_bench(app);
   kt::cli::add_run(app);
   kt::cli::add_plot(app);
+  kt::cli::add_merge(app);
+  int rc = 0;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    rc = app.exit(e);
   } catch (const kt::Error& e) {
-    std::cerr << "knowtrace: error: " << e.what() << "\n";
-    return 1;
+    return fail(e.what());
   } catch (const std::exception& e) {
     // libtorch errors carry multi-line backtraces: keep the first line.
-    std::string msg = e.what();
-    std::cerr << "knowtrace: error: " << msg.substr(0, msg.find('\n')) << "\n";
-    return 1;
+    const std::string msg = e.what();
+    return fail(msg.substr(0, msg.find('\n')));
   }
-  return 0;
+  kt::cluster_finalize();
+  return rc;
 }

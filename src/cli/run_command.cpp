@@ -2,8 +2,10 @@
 // `knowtrace plot RUN_DIR` (figures again from stored results, no model).
 #include <cstdio>
 #include <memory>
+#include <tuple>
 
 #include "cli/commands.h"
+#include "pipeline/cluster.h"
 #include "pipeline/config.h"
 #include "pipeline/pipeline.h"
 #include "util/error.h"
@@ -13,7 +15,7 @@ namespace {
 
 struct RunArgs {
   std::string config;
-  std::string results, device, dtype, engine, model, dataset, stages;
+  std::string results, device, dtype, engine, model, dataset, stages, shard;
   int64_t limit = -1;
   bool download = false;
 };
@@ -44,8 +46,9 @@ void run_run(const RunArgs& a) {
   apply_overrides(cfg, o);
   RunOptions opts;
   opts.download_data = a.download;
+  if (!a.shard.empty()) std::tie(opts.shard_index, opts.shard_count) = parse_shard(a.shard);
   RunReport r = run_pipeline(cfg, opts);
-  print_outcome(r);
+  if (cluster().rank == 0) print_outcome(r);
   if (r.interrupted) throw CLI::RuntimeError(130);
 }
 
@@ -63,6 +66,8 @@ void add_run(CLI::App& app) {
   cmd->add_option("--engine", a->engine, "reference (overrides the config)");
   cmd->add_option("--model", a->model, "Model path (overrides the config)");
   cmd->add_option("--dataset", a->dataset, "default | known_1000 | PATH (overrides the config)");
+  cmd->add_option("--shard", a->shard,
+                  "i/n: trace only share i (0-based) of n into RESULTS-shard-i-of-n; combine with knowtrace merge");
   cmd->add_flag("--download-data", a->download,
                 "Download known_1000 with curl into $KNOWTRACE_DATA_DIR (or ~/.cache/knowtrace) when missing");
   cmd->callback([=] { run_run(*a); });
@@ -74,6 +79,18 @@ void add_plot(CLI::App& app) {
   cmd->add_option("run_dir", *dir, "Results directory of a run (holds run.json)")->required();
   cmd->callback([=] {
     RunReport r = replot(*dir);
+    print_outcome(r);
+  });
+}
+
+void add_merge(CLI::App& app) {
+  auto* cmd = app.add_subcommand("merge", "Combine the results directories of --shard runs, then aggregate and plot");
+  auto dirs = std::make_shared<std::vector<std::string>>();
+  auto into = std::make_shared<std::string>();
+  cmd->add_option("shard_dirs", *dirs, "Results directories of the shards (same config and settings)")->required();
+  cmd->add_option("--into", *into, "Results directory to write (created; rerunning the merge updates it)")->required();
+  cmd->callback([=] {
+    RunReport r = merge_runs(*dirs, *into);
     print_outcome(r);
   });
 }

@@ -13,6 +13,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "util/crash_point.h"
 #include "util/error.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -831,6 +832,7 @@ class OutFile {
 
   void commit() {
     flush();
+    crash_point("write");  // a kill here leaves only the temporary file
     if (::fsync(fd_) != 0) fail("fsync failed");
     const int fd = fd_;
     fd_ = -1;

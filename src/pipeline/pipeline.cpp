@@ -3,6 +3,7 @@
 // store it as it finishes. The model-free stages are in results.cpp.
 #include "pipeline/pipeline.h"
 
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
@@ -12,12 +13,16 @@
 #include <set>
 
 #include "model/model.h"
+#include "pipeline/cluster.h"
 #include "pipeline/stages.h"
 #include "trace/fast_engine.h"
 #include "trace/noise.h"
 #include "trace/result_store.h"
+#include "trace/subject.h"
 #include "trace/tracer.h"
+#include "util/crash_point.h"
 #include "util/error.h"
+#include "util/stored_file.h"
 #include "util/paths.h"
 
 namespace kt {
@@ -98,23 +103,31 @@ TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Data
   return st;
 }
 
-// Refuses a results directory made with other settings.
-void check_run_dir(const std::string& dir, const std::string& fingerprint) {
+// Refuses a results directory made with other settings (or another shard).
+// A corrupt run.json is reported and rewritten: every stored trace carries
+// its own fingerprint and is checked on its own.
+void check_run_dir(const std::string& dir, const std::string& fingerprint, const std::string& shard, RunReport& rep) {
   if (!fs::exists(run_json_path(dir))) return;
   json stored;
   try {
     stored = read_run_json(dir);
   } catch (const Error& e) {
-    throw Error(std::string(e.what()) + "; use --results DIR for a new run (or delete " + dir + ")");
+    note(rep, std::string(e.what()) + "; writing it anew (stored traces are checked one by one)");
+    return;
   }
   const std::string diff = fingerprint_difference(stored["fingerprint"].dump(), fingerprint);
-  if (diff.empty()) return;
-  throw Error(dir + " holds results made with a different " + diff +
-              "; use --results DIR for a new run, or delete " + dir + " to start over");
+  if (!diff.empty())
+    throw Error(dir + " holds results made with a different " + diff +
+                "; use --results DIR for a new run, or delete " + dir + " to start over");
+  const std::string had = stored.value("shard", "");
+  if (had != shard)
+    throw Error(dir + " holds " + (had.empty() ? std::string("an unsharded run") : "shard " + had) + ", not " +
+                (shard.empty() ? std::string("an unsharded run") : "shard " + shard) + "; use --results DIR");
 }
 
 void write_run_json(const std::string& dir, const RunConfig& cfg, const std::string& fp, const TraceSettings& st,
-                    const Dataset& data, const Model& model, const RunReport& r, const std::string& status) {
+                    const Dataset& data, const Model& model, const RunReport& r, const std::string& status,
+                    const std::string& shard) {
   const ModelConfig& mc = model.config();
   const ArchSpec& a = *mc.arch;
   json j = {{"knowtrace_version", kKnowtraceVersion},
@@ -137,7 +150,8 @@ void write_run_json(const std::string& dir, const RunConfig& cfg, const std::str
               {"traced_this_run", r.facts_traced},
               {"reused", r.facts_reused},
               {"trace_errors", r.trace_errors}}}};
-  write_file_atomic(run_json_path(dir), j.dump(2) + "\n");
+  if (!shard.empty()) j["shard"] = shard;
+  write_file_checked(run_json_path(dir), j.dump(2) + "\n");
 }
 
 std::string strip(const std::string& s) {
@@ -198,6 +212,7 @@ std::vector<Verdict> compute_verdicts(const Model& model, const std::vector<Fact
         done[idx[s + k]] = 1;
       }
       progress.tick(static_cast<int64_t>(n));
+      crash_point("filter");
     }
   }
   // Interrupted (SIGINT): the verdicts computed so far are kept.
@@ -207,6 +222,31 @@ std::vector<Verdict> compute_verdicts(const Model& model, const std::vector<Fact
   return good;
 }
 
+// Expected cost of tracing a fact, for splitting facts across processes:
+// the fast engine recomputes, for each restored token t from the subject's
+// first on, the tokens t..n-1 above the restored layer, so the work grows
+// with the square of the tokens from the subject on.
+double expected_cost(const Model& model, const Verdict& v) {
+  const Encoding enc = model.tokenizer().encode(v.prompt);
+  const double n = static_cast<double>(enc.ids.size());
+  double from = n;
+  try {
+    from = n - static_cast<double>(subject_token_range(enc, v.prompt, v.subject).first);
+  } catch (const Error&) {
+    // an untraceable fact is refused quickly
+  }
+  return from * (from + 1) / 2 + n;
+}
+
+// What a rank reports to rank 0 after its share of the trace stage.
+std::string rank_outcome(const RunReport& r, const std::vector<FactError>& errors) {
+  json e = json::array();
+  for (const auto& x : errors) e.push_back({x.id, x.stage, x.message});
+  return json{{"traced", r.facts_traced}, {"written", r.traces_written}, {"refused", r.trace_errors},
+              {"interrupted", r.interrupted}, {"errors", e}}
+      .dump();
+}
+
 }  // namespace
 }  // namespace pipeline
 
@@ -214,16 +254,31 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   using namespace pipeline;
   clear_stop();
   RunReport rep;
+  const ClusterInfo& cl = cluster();
+  const bool root = cl.rank == 0;
+  const bool ranks = cl.size > 1;  // mpirun: the ranks share one directory
+  const bool sharded = opts.shard_count > 1;
+  if (opts.shard_count < 1 || opts.shard_index < 0 || opts.shard_index >= opts.shard_count)
+    throw Error("--shard " + std::to_string(opts.shard_index) + "/" + std::to_string(opts.shard_count) +
+                ": expected i/n with 0 <= i < n");
+  if (ranks && sharded)
+    throw Error("--shard and mpirun both split the facts: use one of them");
+  const std::string shard = sharded ? std::to_string(opts.shard_index) + "/" + std::to_string(opts.shard_count) : "";
   // Tracing needs the verdicts: the filter stage comes with it (stored
   // verdicts are reused, so this costs nothing on a rerun).
   if (has_stage(cfg, "trace") && !has_stage(cfg, "filter")) cfg.stages.insert(cfg.stages.begin(), "filter");
   const bool model_stages = has_stage(cfg, "filter") || has_stage(cfg, "trace");
-  const bool summary_stages = has_stage(cfg, "aggregate") || has_stage(cfg, "plot");
+  // A shard holds part of the facts: `knowtrace merge` summarizes them all.
+  const bool summary_stages = (has_stage(cfg, "aggregate") || has_stage(cfg, "plot")) && !sharded;
   check_paths(cfg);
-  const std::string dir = results_dir(cfg);
+  std::string dir = results_dir(cfg);
+  if (sharded && cfg.results.empty())
+    dir += "-shard-" + std::to_string(opts.shard_index) + "-of-" + std::to_string(opts.shard_count);
   rep.dir = dir;
 
   if (!model_stages) {
+    if (sharded) throw Error("--shard applies to the filter and trace stages; use knowtrace merge to aggregate shards");
+    if (!root) return rep;
     const json j = read_run_json(dir);
     rep.noise_level = j.value("noise_level", 0.0);
     aggregate_stage(cfg, dir, j["fingerprint"].dump(), has_stage(cfg, "plot"), opts, rep);
@@ -231,17 +286,23 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   }
 
   // ---- everything checked before any work.
-  if (cfg.dataset == "known_1000" && opts.download_data) {
+  if (cfg.dataset == "known_1000" && opts.download_data && root) {
     bool have = false;
     for (const auto& p : known_1000_candidates()) have = have || fs::exists(p);
     if (!have) download_known_1000();
   }
+  cluster_barrier();
   const Dataset data = load_dataset(cfg);
   const std::vector<Fact> facts = select_facts(data, cfg);
   rep.facts = static_cast<int64_t>(facts.size());
   rep.data_errors = static_cast<int64_t>(data.errors.size());
   LoadOptions lo;
   lo.dtype = parse_dtype(cfg.dtype);
+  // mpirun on a node with GPUs: each rank takes the GPU of its local rank.
+  if (ranks && cfg.device == "cuda") {
+    const int gpus = at::detail::getCUDAHooks().getNumGPUs();
+    if (gpus > 0) cfg.device = "cuda:" + std::to_string(cl.local_rank % gpus);
+  }
   lo.device = parse_device(cfg.device);
   auto model = Model::load(cfg.model, lo);
   const ModelConfig& mc = model->config();
@@ -252,50 +313,72 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   const TraceSettings st = make_settings(cfg, *model, data);
   rep.noise_level = st.noise.level;
   const std::string fp = trace_fingerprint(*model, st);
-  check_run_dir(dir, fp);
-
-  fs::create_directories(fs::path(dir) / "traces");
-  std::fprintf(stderr, "run: %s -> %s\n  model %s (%s, %lld layers), %s, %s, %s engine\n  %zu facts from %s (%zu records skipped: errors.jsonl), noise %s = %.6g\n",
-               cfg.config_path.empty() ? "(config)" : cfg.config_path.c_str(), dir.c_str(), cfg.model.c_str(),
-               mc.model_type.c_str(), (long long)mc.n_layers, cfg.dtype.c_str(), cfg.device.c_str(), cfg.engine.c_str(), facts.size(),
-               data.source.c_str(), data.errors.size(), cfg.noise.c_str(), st.noise.level);
-  write_run_json(dir, cfg, fp, st, data, *model, rep, "running");
-  std::vector<FactError> errors = data.errors;
   const std::string errors_path = (fs::path(dir) / "errors.jsonl").string();
-  write_errors(errors_path, errors);
+  const std::string filter_path = (fs::path(dir) / "filter.jsonl").string();
+  const std::string traces = (fs::path(dir) / "traces").string();
+  std::vector<FactError> errors = data.errors;
   InterruptGuard sigint;
 
-  // ---- filter: verdicts computed once and stored; reruns reuse them.
-  const std::string filter_path = (fs::path(dir) / "filter.jsonl").string();
-  const std::vector<Verdict> stored = read_verdicts(filter_path);
-  std::map<std::string, const Verdict*> stored_by_id;
-  for (const auto& v : stored) stored_by_id[v.id] = &v;
-  std::vector<Fact> need;
-  for (const auto& f : facts) {
-    auto it = stored_by_id.find(f.id);
-    if (it != stored_by_id.end() && it->second->same_fact(f)) ++rep.filter_reused;
-    else need.push_back(f);
-  }
-  std::map<std::string, Verdict> computed;
-  if (!need.empty()) {
-    Progress progress("filter", static_cast<int64_t>(need.size()), "facts", opts.progress);
-    const size_t n_errors = errors.size();
-    for (auto& v : compute_verdicts(*model, need, progress, errors)) computed[v.id] = std::move(v);
-    if (stop_requested()) rep.interrupted = true;
-    else progress.finish();
-    rep.filter_computed = static_cast<int64_t>(computed.size());
-    rep.filter_errors = static_cast<int64_t>(errors.size() - n_errors);
-    if (errors.size() > n_errors) write_errors(errors_path, errors);
-  }
+  // ---- filter (rank 0): verdicts computed once and stored; reruns reuse them.
   std::vector<Verdict> verdicts;
-  for (const auto& f : data.facts) {
-    if (auto c = computed.find(f.id); c != computed.end()) verdicts.push_back(c->second);
-    else if (auto s = stored_by_id.find(f.id); s != stored_by_id.end() && s->second->same_fact(f)) verdicts.push_back(*s->second);
+  std::string filter_status = "ok";
+  if (root) {
+    check_run_dir(dir, fp, shard, rep);
+    fs::create_directories(traces);
+    // Files a killed process left half-written: never read, removed here
+    // (no other process writes yet: the other ranks wait below).
+    remove_stale_temporaries(dir);
+    remove_stale_temporaries(traces);
+    std::fprintf(stderr, "run: %s -> %s%s\n  model %s (%s, %lld layers), %s, %s, %s engine\n  %zu facts from %s (%zu records skipped: errors.jsonl), noise %s = %.6g\n",
+                 cfg.config_path.empty() ? "(config)" : cfg.config_path.c_str(), dir.c_str(),
+                 ranks ? (", " + std::to_string(cl.size) + " MPI ranks").c_str() : sharded ? (", shard " + shard).c_str() : "",
+                 cfg.model.c_str(), mc.model_type.c_str(), (long long)mc.n_layers, cfg.dtype.c_str(), cfg.device.c_str(),
+                 cfg.engine.c_str(), facts.size(), data.source.c_str(), data.errors.size(), cfg.noise.c_str(), st.noise.level);
+    write_run_json(dir, cfg, fp, st, data, *model, rep, "running", shard);
+    write_errors(errors_path, errors);
+
+    std::vector<Verdict> stored;
+    try {
+      stored = read_verdicts(filter_path);
+    } catch (const Error& e) {
+      note(rep, std::string(e.what()) + "; computing the filter again");
+    }
+    std::map<std::string, const Verdict*> stored_by_id;
+    for (const auto& v : stored) stored_by_id[v.id] = &v;
+    std::vector<Fact> need;
+    for (const auto& f : facts) {
+      auto it = stored_by_id.find(f.id);
+      if (it != stored_by_id.end() && it->second->same_fact(f)) ++rep.filter_reused;
+      else need.push_back(f);
+    }
+    std::map<std::string, Verdict> computed;
+    if (!need.empty()) {
+      Progress progress("filter", static_cast<int64_t>(need.size()), "facts", opts.progress);
+      const size_t n_errors = errors.size();
+      for (auto& v : compute_verdicts(*model, need, progress, errors)) computed[v.id] = std::move(v);
+      if (stop_requested()) rep.interrupted = true;
+      else progress.finish();
+      rep.filter_computed = static_cast<int64_t>(computed.size());
+      rep.filter_errors = static_cast<int64_t>(errors.size() - n_errors);
+      if (errors.size() > n_errors) write_errors(errors_path, errors);
+    }
+    for (const auto& f : data.facts) {
+      if (auto c = computed.find(f.id); c != computed.end()) verdicts.push_back(c->second);
+      else if (auto s = stored_by_id.find(f.id); s != stored_by_id.end() && s->second->same_fact(f)) verdicts.push_back(*s->second);
+    }
+    if (!computed.empty() || verdicts.size() != stored.size() || !fs::exists(filter_path + ".crc32"))
+      write_verdicts(filter_path, verdicts);
+    if (rep.interrupted) filter_status = "interrupted";
   }
-  if (!computed.empty() || verdicts.size() != stored.size()) write_verdicts(filter_path, verdicts);
+  // The other ranks wait for the verdicts and the filter's errors.
+  filter_status = cluster_broadcast(filter_status);
+  if (!root) {
+    rep.interrupted = filter_status != "ok";
+    if (!rep.interrupted) verdicts = read_verdicts(filter_path);
+  }
   const std::vector<Verdict> kept = kept_facts(verdicts, cfg);
   rep.kept = static_cast<int64_t>(kept.size());
-  if (!rep.interrupted) {
+  if (!rep.interrupted && root) {
     std::set<std::string> sel;
     for (const auto& f : facts) sel.insert(f.id);
     int64_t n_rome = 0, n_first = 0;
@@ -307,17 +390,31 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   }
 
   // ---- trace: every kept fact, every mediator, stored as it finishes.
+  std::vector<FactError> trace_errors;
   if (rep.interrupted) {
-    std::fprintf(stderr, "\n");
-    note(rep, "interrupted: " + std::to_string(rep.filter_computed) + " filter verdicts stored; rerun the same command to resume");
+    if (root) {
+      std::fprintf(stderr, "\n");
+      note(rep, "interrupted: " + std::to_string(rep.filter_computed) + " filter verdicts stored; rerun the same command to resume");
+    }
   } else if (has_stage(cfg, "trace")) {
-    const std::string traces = (fs::path(dir) / "traces").string();
+    // A shard owns a fixed part of the kept facts (its directory is its own).
+    std::vector<const Verdict*> mine;
+    if (sharded) {
+      std::vector<double> costs;
+      for (const auto& v : kept) costs.push_back(expected_cost(*model, v));
+      const std::vector<int> share = split_by_cost(costs, opts.shard_count);
+      for (size_t i = 0; i < kept.size(); ++i)
+        if (share[i] == opts.shard_index) mine.push_back(&kept[i]);
+    } else {
+      for (const auto& v : kept) mine.push_back(&v);
+    }
     struct Todo {
       const Verdict* v;
       std::vector<Mediator> missing;
     };
     std::vector<Todo> todo;
-    for (const auto& v : kept) {
+    for (const Verdict* vp : mine) {
+      const Verdict& v = *vp;
       Todo t{&v, {}};
       for (Mediator m : st.mediators) {
         const std::string path = trace_file_name(traces, v.id, m);
@@ -329,8 +426,10 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
           FactTrace f = read_trace_npz(path, fp);
           if (f.prompt != v.prompt || f.subject != v.subject) throw Error(path + ": stored for another prompt or subject");
         } catch (const std::exception& e) {
-          std::string msg = e.what();
-          note(rep, msg.substr(0, msg.find('\n')) + "; recomputing");
+          if (root) {
+            std::string msg = e.what();
+            note(rep, msg.substr(0, msg.find('\n')) + "; recomputing");
+          }
           ++rep.traces_invalid;
           t.missing.push_back(m);
         }
@@ -338,17 +437,32 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
       if (t.missing.empty()) ++rep.facts_reused;
       else todo.push_back(std::move(t));
     }
-    if (rep.facts_reused > 0)
-      std::fprintf(stderr, "trace: %lld facts already stored, %zu to trace\n", (long long)rep.facts_reused, todo.size());
-    Progress progress("trace", static_cast<int64_t>(todo.size()), "facts", opts.progress);
+    if (ranks) {
+      // Every rank has looked at the stored files before any writes; the
+      // facts still to do are split by expected cost (same split everywhere).
+      cluster_barrier();
+      std::vector<double> costs;
+      for (const auto& t : todo) costs.push_back(expected_cost(*model, *t.v));
+      const std::vector<int> share = split_by_cost(costs, cl.size);
+      std::vector<Todo> own;
+      for (size_t i = 0; i < todo.size(); ++i)
+        if (share[i] == cl.rank) own.push_back(std::move(todo[i]));
+      todo = std::move(own);
+    }
+    if (rep.facts_reused > 0 && root)
+      std::fprintf(stderr, "trace: %lld facts already stored, %zu to trace%s\n", (long long)rep.facts_reused, todo.size(),
+                   ranks ? " on rank 0" : "");
+    Progress progress("trace", static_cast<int64_t>(todo.size()), "facts", opts.progress && root);
     for (const Todo& t : todo) {
       if (stop_requested()) {
         rep.interrupted = true;
         break;
       }
       const Verdict& v = *t.v;
-      TraceSettings s = st;
-      s.mediators = t.missing;
+      // A fact is always traced whole, even when only one of its files is
+      // missing: the fast engine batches the mediators together, and the
+      // same batch gives the same bits (a resumed run equals an unbroken one).
+      const TraceSettings& s = st;
       FactTrace f;
       try {
         validate_fact(*model, v.prompt, v.subject, s);
@@ -367,8 +481,11 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
         rep.interrupted = true;
         break;
       } catch (const Error& e) {
-        errors.push_back({v.id, "trace", e.what()});
-        write_errors(errors_path, errors);
+        trace_errors.push_back({v.id, "trace", e.what()});
+        if (!ranks) {
+          errors.push_back(trace_errors.back());
+          write_errors(errors_path, errors);
+        }
         ++rep.trace_errors;
         progress.tick();
         continue;
@@ -382,18 +499,39 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
                          record_fact_states(*model, v.prompt, v.subject, s));
       ++rep.facts_traced;
       progress.tick();
+      crash_point("trace");
       if (opts.after_fact) opts.after_fact(v.id);
     }
     if (!rep.interrupted) progress.finish();
-    if (rep.interrupted) {
-      std::fprintf(stderr, "\n");
-      note(rep, "interrupted: " + std::to_string(rep.facts_traced) + " facts traced in this run, " +
-                    std::to_string(rep.facts_reused + rep.facts_traced) + " of " + std::to_string(rep.kept) +
-                    " stored; rerun the same command to resume");
+  }
+
+  // ---- rank 0 collects what the ranks did.
+  if (ranks) {
+    const std::vector<std::string> outcomes = cluster_gather(rank_outcome(rep, trace_errors));
+    if (root) {
+      rep.facts_traced = rep.traces_written = rep.trace_errors = 0;
+      for (const auto& text : outcomes) {
+        const json o = json::parse(text);
+        rep.facts_traced += o["traced"].get<int64_t>();
+        rep.traces_written += o["written"].get<int64_t>();
+        rep.trace_errors += o["refused"].get<int64_t>();
+        rep.interrupted = rep.interrupted || o["interrupted"].get<bool>();
+        for (const auto& e : o["errors"]) errors.push_back({e[0], e[1], e[2]});
+      }
+      if (!trace_errors.empty() || rep.trace_errors > 0) write_errors(errors_path, errors);
     }
   }
-  write_run_json(dir, cfg, fp, st, data, *model, rep, rep.interrupted ? "interrupted" : "complete");
+  if (!root) return rep;
+  if (rep.interrupted && has_stage(cfg, "trace") && filter_status == "ok") {
+    std::fprintf(stderr, "\n");
+    note(rep, "interrupted: " + std::to_string(rep.facts_traced) + " facts traced in this run, " +
+                  std::to_string(rep.facts_reused + rep.facts_traced) + " of " + std::to_string(rep.kept) +
+                  " stored; rerun the same command to resume");
+  }
+  write_run_json(dir, cfg, fp, st, data, *model, rep, rep.interrupted ? "interrupted" : "complete", shard);
   model.reset();
+  if (sharded && !rep.interrupted)
+    std::fprintf(stderr, "shard %s done: combine the shards with knowtrace merge --into DIR SHARD_DIR...\n", shard.c_str());
   if (rep.interrupted || !summary_stages) return rep;
   aggregate_stage(cfg, dir, fp, has_stage(cfg, "plot"), opts, rep);
   return rep;

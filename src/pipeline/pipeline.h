@@ -8,10 +8,17 @@
 //   traces/<id>_<mediator>.npz   ROME-compatible per-fact results
 //   summary.json, summary.csv    average indirect effects (both position schemes)
 //   figures/…, report.html       heatmaps, line plots, the self-contained report
+// Text files have a "<name>.crc32" beside them; .npz members carry CRC-32s.
+//
+// Splitting a run: under `mpirun -np N` the ranks share one directory (rank
+// 0 filters, aggregates and plots; every rank traces its share of the
+// facts). Without MPI, `--shard i/n` traces share i of n into a directory of
+// its own and `merge_runs` combines the shard directories.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pipeline/config.h"
@@ -23,7 +30,17 @@ struct RunOptions {
   bool progress = true;        // progress on stderr
   // Called after each fact's traces are stored (tests use it to interrupt).
   std::function<void(const std::string& fact_id)> after_fact;
+  // --shard i/n: trace only share `shard_index` (0-based) of `shard_count`.
+  int shard_index = 0, shard_count = 1;
 };
+
+// "i/n" with 0 <= i < n, e.g. "0/4"; kt::Error otherwise.
+std::pair<int, int> parse_shard(const std::string& text);
+
+// Splits items with these expected costs into `parts` shares of about equal
+// cost (largest first, each to the least-loaded share; ties by index, so
+// every process computes the same split). Returns each item's share.
+std::vector<int> split_by_cost(const std::vector<double>& costs, int parts);
 
 struct RunReport {
   std::string dir;
@@ -53,6 +70,12 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts = {});
 // Aggregate + plot from a results directory alone (run.json, filter.jsonl,
 // traces/): no model, no data set.
 RunReport replot(const std::string& run_dir, const RunOptions& opts = {});
+
+// Combines the results directories of `--shard` runs into `out_dir`: their
+// fingerprints and configs must agree; traces are checked and copied,
+// filter verdicts and errors united; then aggregate and plot. Rerunnable.
+RunReport merge_runs(const std::vector<std::string>& shard_dirs, const std::string& out_dir,
+                     const RunOptions& opts = {});
 
 // What SIGINT does: the running pipeline stops after abandoning its current fact.
 void request_stop();

@@ -11,7 +11,9 @@
 #include "io/npz.h"
 #include "pipeline/stages.h"
 #include "report/plots.h"
+#include "util/crash_point.h"
 #include "util/error.h"
+#include "util/stored_file.h"
 #include "util/paths.h"
 
 namespace kt {
@@ -46,7 +48,7 @@ json read_run_json(const std::string& dir) {
   if (!fs::exists(rj)) throw Error(dir + ": no run.json: not a knowtrace results directory (run the filter and trace stages first)");
   json j;
   try {
-    j = json::parse(read_text_file(rj));
+    j = json::parse(read_file_checked(rj));
   } catch (const json::exception& e) {
     throw Error(rj + ": not valid JSON (" + std::string(e.what()) + ")");
   }
@@ -73,7 +75,7 @@ std::string fingerprint_difference(const std::string& stored, const std::string&
 std::vector<Verdict> read_verdicts(const std::string& path) {
   std::vector<Verdict> out;
   if (!fs::exists(path)) return out;
-  std::istringstream in(read_text_file(path));
+  std::istringstream in(read_file_checked(path));
   std::string line;
   size_t lineno = 0;
   while (std::getline(in, line)) {
@@ -95,8 +97,7 @@ std::vector<Verdict> read_verdicts(const std::string& path) {
       v.rome = j.at("rome").get<bool>();
       out.push_back(std::move(v));
     } catch (const json::exception& e) {
-      throw Error(path + ":" + std::to_string(lineno) + ": not a filter verdict (" + e.what() +
-                  "); delete the file to recompute the filter");
+      throw Error(path + ":" + std::to_string(lineno) + ": not a filter verdict (" + e.what() + ")");
     }
   }
   return out;
@@ -118,7 +119,7 @@ void write_verdicts(const std::string& path, const std::vector<Verdict>& vs) {
               {"rome", v.rome}};
     text += dump_line(j) + "\n";
   }
-  write_file_atomic(path, text);
+  write_file_checked(path, text);
 }
 
 std::vector<Verdict> kept_facts(const std::vector<Verdict>& verdicts, const RunConfig& cfg) {
@@ -137,7 +138,26 @@ std::vector<Verdict> kept_facts(const std::vector<Verdict>& verdicts, const RunC
 void write_errors(const std::string& path, const std::vector<FactError>& errors) {
   std::string text;
   for (const auto& e : errors) text += dump_line(json{{"id", e.id}, {"stage", e.stage}, {"error", e.message}}) + "\n";
-  write_file_atomic(path, text);
+  write_file_checked(path, text);
+}
+
+std::vector<FactError> read_errors(const std::string& path) {
+  std::vector<FactError> out;
+  if (!fs::exists(path)) return out;
+  std::istringstream in(read_file_checked(path));
+  std::string line;
+  size_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    try {
+      const json j = json::parse(line);
+      out.push_back({j.at("id").get<std::string>(), j.at("stage").get<std::string>(), j.at("error").get<std::string>()});
+    } catch (const json::exception& e) {
+      throw Error(path + ":" + std::to_string(lineno) + ": not an error record (" + e.what() + ")");
+    }
+  }
+  return out;
 }
 
 TraceRecord read_trace_record(const std::string& path, const std::string& fact_id, const std::string& expected) {
@@ -177,6 +197,7 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
   if (!fs::exists(filter_path))
     throw Error(dir + ": no filter.jsonl: run the filter and trace stages first (knowtrace run CONFIG)");
   const std::vector<Verdict> kept = kept_facts(read_verdicts(filter_path), cfg);
+  remove_stale_temporaries(dir);  // summaries a killed run left half-written
 
   // Every stored trace of every kept fact.
   std::vector<TraceRecord> records;
@@ -223,6 +244,7 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
       for (const auto& p : primary) all.push_back(aggregate(records, p.mediator, sc, per_fact));
     }
   write_summary_json((fs::path(dir) / "summary.json").string(), all);
+  crash_point("aggregate");
   write_summary_csv((fs::path(dir) / "summary.csv").string(), all);
   write_overview_csv((fs::path(dir) / "overview.csv").string(), all);
   std::fprintf(stderr, "aggregate: %lld facts, %zu mediators -> %s/summary.json, summary.csv, overview.csv\n",
@@ -240,6 +262,9 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
     summary_formats.push_back(ImageFormat::Png);
   const fs::path figs = fs::path(dir) / "figures";
   fs::create_directories(figs / "facts");
+  // Figures a killed run left half-drawn (only rank 0 plots).
+  remove_stale_temporaries(figs.string());
+  remove_stale_temporaries((figs / "facts").string());
   std::vector<std::string> pngs;
   auto keep = [&](const std::vector<std::string>& written) {
     for (const auto& w : written) {
@@ -255,6 +280,7 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
   for (const auto& r : records) {
     keep(plot_fact_heatmap(r, (figs / "facts" / (r.fact_id + "_" + r.mediator)).string(), formats));
     progress.tick();
+    crash_point("plot");
   }
   progress.finish();
   // The report embeds the summary figures and the first fact's heatmaps;

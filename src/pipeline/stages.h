@@ -28,13 +28,16 @@ struct Verdict {
   bool same_fact(const Fact& f) const { return id == f.id && prompt == f.prompt && subject == f.subject && attribute == f.attribute; }
 };
 
-std::vector<Verdict> read_verdicts(const std::string& path);  // {} when the file does not exist
+// {} when the file does not exist; kt::Error naming the path when it is
+// corrupt (checksum) or a line is not a verdict.
+std::vector<Verdict> read_verdicts(const std::string& path);
 void write_verdicts(const std::string& path, const std::vector<Verdict>& v);
 
 // The facts to trace: the `facts` subset, the filter rule, then `limit`.
 std::vector<Verdict> kept_facts(const std::vector<Verdict>& verdicts, const RunConfig& cfg);
 
 void write_errors(const std::string& path, const std::vector<FactError>& errors);
+std::vector<FactError> read_errors(const std::string& path);  // {} when the file does not exist
 
 // Reads one stored trace as an analysis record without torch. Throws
 // kt::Error when the file is corrupt or, with a non-empty fingerprint,

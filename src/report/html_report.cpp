@@ -8,6 +8,7 @@
 #include "report/plots.h"
 #include "report/text.h"
 #include "util/error.h"
+#include "util/stored_file.h"
 #include "util/paths.h"
 
 namespace kt {

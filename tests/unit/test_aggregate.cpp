@@ -13,6 +13,7 @@
 
 #include "analysis/aggregate.h"
 #include "util/error.h"
+#include "util/stored_file.h"
 #include "util/paths.h"
 
 namespace fs = std::filesystem;
@@ -345,13 +346,14 @@ TEST(Aggregate, JsonWrittenAndReadBack) {
   const std::string path = dir + "/summary.json";
   kt::write_summary_json(path, {h, single});
 
-  // No temporary file left behind.
+  // No temporary file left behind: the summary and its checksum only.
   int files = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
     (void)entry;
     ++files;
   }
-  EXPECT_EQ(files, 1);
+  EXPECT_EQ(files, 2);
+  EXPECT_TRUE(fs::exists(path + ".crc32"));
 
   const auto j = nlohmann::json::parse(kt::read_text_file(path));
   EXPECT_EQ(j["format"], "knowtrace-aie-summary");
@@ -394,9 +396,9 @@ TEST(Aggregate, JsonWrittenAndReadBack) {
   kt::write_summary_json(path, {h});
   EXPECT_EQ(kt::read_summary_json(path).size(), 1u);
   // Not a summary -> kt::Error.
-  kt::write_file_atomic(dir + "/other.json", "{\"a\": 1}");
+  kt::write_file_checked(dir + "/other.json", "{\"a\": 1}");
   EXPECT_THROW(kt::read_summary_json(dir + "/other.json"), kt::Error);
-  kt::write_file_atomic(dir + "/broken.json", "{\"format\": ");
+  kt::write_file_checked(dir + "/broken.json", "{\"format\": ");
   EXPECT_THROW(kt::read_summary_json(dir + "/broken.json"), kt::Error);
   EXPECT_THROW(kt::read_summary_json(dir + "/missing.json"), kt::Error);
   fs::remove_all(dir);
@@ -453,6 +455,42 @@ TEST(Aggregate, CsvWrittenAndReadBack) {
   EXPECT_NEAR(std::stod(row[7]), 0.6, 1e-14);
   EXPECT_NEAR(std::stod(row[8]), 0.6, 1e-14);
   EXPECT_EQ(row[9], "1");
+  fs::remove_all(dir);
+}
+
+// Checked files: a truncated, edited or checksum-less file is refused with
+// its path; an intact one reads back.
+TEST(StoredFile, ChecksumDetectsTruncationAndCorruption) {
+  const std::string dir = tmp_dir("checked");
+  const std::string p = dir + "/data.jsonl";
+  kt::write_file_checked(p, "{\"id\": 1}\n{\"id\": 2}\n");
+  EXPECT_EQ(kt::read_file_checked(p), "{\"id\": 1}\n{\"id\": 2}\n");
+  EXPECT_EQ(kt::read_text_file(p + ".crc32").substr(8), "  20  data.jsonl\n");
+  auto expect_refused = [&](const char* what) {
+    try {
+      kt::read_file_checked(p);
+      ADD_FAILURE() << what << ": accepted";
+    } catch (const kt::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  };
+  fs::resize_file(p, 10);  // truncated
+  expect_refused("truncated");
+  kt::write_file_atomic(p, "{\"id\": 1}\n{\"id\": 3}\n");  // same size, one byte changed
+  expect_refused("corrupted");
+  kt::write_file_checked(p, "x");
+  fs::remove(p + ".crc32");
+  expect_refused("no checksum");
+  fs::remove_all(dir);
+}
+
+TEST(StoredFile, StaleTemporariesAreRemoved) {
+  const std::string dir = tmp_dir("stale");
+  kt::write_file_atomic(dir + "/keep.json", "{}");
+  kt::write_file_atomic(dir + "/x.npz.tmp.12345", "half");
+  EXPECT_EQ(kt::remove_stale_temporaries(dir), 1);
+  EXPECT_TRUE(fs::exists(dir + "/keep.json"));
+  EXPECT_FALSE(fs::exists(dir + "/x.npz.tmp.12345"));
   fs::remove_all(dir);
 }
 

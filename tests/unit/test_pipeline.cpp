@@ -224,6 +224,29 @@ TEST(PipelineConfig, CommandLineOverrides) {
   EXPECT_NE(error_of([&] { kt::apply_overrides(c, st); }).find("did you mean 'plot'"), std::string::npos);
 }
 
+// Found by tests/fuzz/fuzz_config (docs/FUZZING.md).
+TEST(PipelineConfig, HostileTextGivesOneLineErrors) {
+  // Invalid UTF-8 in a value: a clear error, not an exception from the JSON
+  // writer of run.json later.
+  const std::string bad_utf8 = config_error("model: m\ndataset: \"caf\xE9.json\"\n");
+  EXPECT_NE(bad_utf8.find("cfg.yaml:2: key 'dataset': the value is not valid UTF-8"), std::string::npos) << bad_utf8;
+  EXPECT_NE(config_error("model: m\nmediators: [hidden, \"ml\xFFp\"]\n").find("not valid UTF-8"), std::string::npos);
+  // Newlines from quoted values, keys and the YAML parser's own messages stay
+  // out of the one-line message.
+  // (yaml-cpp reports a NUL byte as "unknown escape character: \n".)
+  for (const std::string& yaml : {std::string("model: m\ndtype: \"fp\\n32\"\n"), std::string("\"mo\\ndel\": m\n"),
+                                  std::string("model: m\n\0\n", 11)}) {
+    const std::string e = config_error(yaml);
+    EXPECT_FALSE(e.empty()) << yaml;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
+  // run.json round trip of a valid config with non-ASCII text.
+  const kt::RunConfig c = kt::parse_config("model: \"mod\xC3\xA8les/x.gguf\"\nfacts: [a, b]\n", "x.yaml");
+  const kt::RunConfig d = kt::config_from_json(kt::config_to_json(c), "run.json");
+  EXPECT_EQ(d.model, "mod\xC3\xA8les/x.gguf");
+  EXPECT_EQ(kt::config_to_json(d), kt::config_to_json(c));
+}
+
 TEST(PipelineConfig, MissingModelFileFailsBeforeAnyWork) {
   const fs::path dir = fresh_dir("missing_model");
   const std::string cfg = write_file(dir / "c.yaml", "model: no/such/model.gguf\ndataset: default\n");
@@ -528,7 +551,8 @@ TEST_F(PipelineRun, ResumeRecomputesOnlyWhatIsMissing) {
   kt::RunReport r = kt::run_pipeline(fixture_config(d), quiet());
   EXPECT_EQ(r.facts_reused, 1);
   EXPECT_EQ(r.facts_traced, 2);
-  EXPECT_EQ(r.traces_written, 2) << "only the two missing mediators are traced";
+  // A fact is traced whole (same batch, same bits): 2 facts x 5 mediators.
+  EXPECT_EQ(r.traces_written, 10);
   EXPECT_EQ(r.traces_invalid, 1);
   EXPECT_EQ(slurp(victim), before) << "the recomputed file is byte-identical";
   EXPECT_EQ(slurp(corrupt), corrupt_before);
