@@ -2,6 +2,7 @@
 // `knowtrace plot RUN_DIR` (figures again from stored results, no model).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <tuple>
 
 #include "cli/commands.h"
@@ -15,8 +16,9 @@ namespace {
 
 struct RunArgs {
   std::string config;
-  std::string results, device, dtype, engine, model, dataset, stages, shard;
-  int64_t limit = -1;
+  std::optional<std::string> results, device, dtype, engine, model, dataset, stages;
+  std::string shard;
+  std::optional<int64_t> limit;
   bool download = false;
 };
 
@@ -34,15 +36,11 @@ void print_outcome(const RunReport& r) {
 
 void run_run(const RunArgs& a) {
   RunConfig cfg = load_config(a.config);
+  // Every flag given is validated, even an empty value (apply_overrides).
   ConfigOverrides o;
-  if (!a.results.empty()) o.results = a.results;
-  if (!a.device.empty()) o.device = a.device;
-  if (!a.dtype.empty()) o.dtype = a.dtype;
-  if (!a.engine.empty()) o.engine = a.engine;
-  if (!a.model.empty()) o.model = a.model;
-  if (!a.dataset.empty()) o.dataset = a.dataset;
-  if (a.limit >= 0) o.limit = a.limit;
-  if (!a.stages.empty()) o.stages = std::vector<std::string>{a.stages};
+  o.results = a.results, o.device = a.device, o.dtype = a.dtype, o.engine = a.engine, o.model = a.model;
+  o.dataset = a.dataset, o.limit = a.limit;
+  if (a.stages) o.stages = std::vector<std::string>{*a.stages};
   apply_overrides(cfg, o);
   RunOptions opts;
   opts.download_data = a.download;

@@ -25,15 +25,17 @@ NoiseSpec parse_noise(const std::string& text, uint32_t seed, bool replace) {
   n.replace = replace;
   n.text = text;
   double v = 0;
-  if (!text.empty() && text[0] == 's' && parse_positive(text.substr(1), &v)) {
+  // s0 and u0 would be no noise at all under another name: as in the YAML
+  // config, k and x must be > 0 (a plain 0 is accepted: no corruption).
+  if (!text.empty() && text[0] == 's' && parse_positive(text.substr(1), &v) && v > 0) {
     n.std_multiple = v;
-  } else if (!text.empty() && text[0] == 'u' && parse_positive(text.substr(1), &v)) {
+  } else if (!text.empty() && text[0] == 'u' && parse_positive(text.substr(1), &v) && v > 0) {
     n.kind = NoiseSpec::Kind::Uniform;
     n.level = v;
   } else if (parse_positive(text, &v)) {
     n.level = v;
   } else {
-    throw Error("noise '" + text + "': expected a non-negative number (0.1), s<k> (k x subject embedding std, e.g. s3) or u<x> (uniform in [-x, x])");
+    throw Error("noise '" + text + "': expected a non-negative number (0.1), s<k> with k > 0 (k x subject embedding std, e.g. s3) or u<x> with x > 0 (uniform in [-x, x])");
   }
   return n;
 }

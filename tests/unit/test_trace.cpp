@@ -127,6 +127,8 @@ TEST(TraceErrors, BadFactsAndSettingsAreOneLineErrors) {
   expect_error([&] { kt::validate_fact(M, "Paris is in", "Paris", sw); }, "window 4");
   expect_error([] { kt::parse_mediator("neurons"); }, "unknown mediator 'neurons'");
   expect_error([] { kt::parse_noise("loud"); }, "noise 'loud'");
+  expect_error([] { kt::parse_noise("s0"); }, "noise 's0'");  // no noise under another name
+  expect_error([] { kt::parse_noise("u0"); }, "with x > 0");
   expect_error([] { kt::parse_convention("middle"); }, "middle");
   // The tracer validates before it computes anything.
   expect_error([&] { kt::trace_fact_reference(M, "Paris is in", "Rome", s); }, "does not occur");
