@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -164,8 +166,11 @@ std::string strip(const std::string& s) {
 // Verdicts for `facts`, equal-length prompts batched together. A prompt the
 // model cannot take (no tokens, longer than its context) gets no verdict:
 // it goes to `errors`.
+// `checkpoint` receives the verdicts done so far every ~20 s, so that a
+// killed filter of a large model keeps most of its work.
 std::vector<Verdict> compute_verdicts(const Model& model, const std::vector<Fact>& facts, Progress& progress,
-                                      std::vector<FactError>& errors) {
+                                      std::vector<FactError>& errors,
+                                      const std::function<void(const std::vector<Verdict>&)>& checkpoint) {
   c10::InferenceMode guard;
   const Tokenizer& tok = model.tokenizer();
   std::vector<Verdict> out(facts.size());
@@ -192,6 +197,13 @@ std::vector<Verdict> compute_verdicts(const Model& model, const std::vector<Fact
   }
   const int64_t max_batch_tokens = 4096;
   std::vector<char> done(facts.size(), 0);
+  auto done_so_far = [&] {
+    std::vector<Verdict> good;
+    for (size_t i = 0; i < facts.size(); ++i)
+      if (done[i]) good.push_back(out[i]);
+    return good;
+  };
+  auto last_checkpoint = std::chrono::steady_clock::now();
   for (const auto& [len, idx] : by_len) {
     const size_t chunk = std::max<size_t>(1, std::min<size_t>(64, static_cast<size_t>(max_batch_tokens) / len));
     for (size_t s = 0; s < idx.size() && !stop_requested(); s += chunk) {
@@ -212,14 +224,15 @@ std::vector<Verdict> compute_verdicts(const Model& model, const std::vector<Fact
         done[idx[s + k]] = 1;
       }
       progress.tick(static_cast<int64_t>(n));
+      if (std::chrono::steady_clock::now() - last_checkpoint > std::chrono::seconds(20)) {
+        checkpoint(done_so_far());
+        last_checkpoint = std::chrono::steady_clock::now();
+      }
       crash_point("filter");
     }
   }
   // Interrupted (SIGINT): the verdicts computed so far are kept.
-  std::vector<Verdict> good;
-  for (size_t i = 0; i < facts.size(); ++i)
-    if (done[i]) good.push_back(std::move(out[i]));
-  return good;
+  return done_so_far();
 }
 
 // Expected cost of tracing a fact, for splitting facts across processes:
@@ -355,7 +368,18 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
     if (!need.empty()) {
       Progress progress("filter", static_cast<int64_t>(need.size()), "facts", opts.progress);
       const size_t n_errors = errors.size();
-      for (auto& v : compute_verdicts(*model, need, progress, errors)) computed[v.id] = std::move(v);
+      // Stored verdicts plus those computed so far, in the data set's order.
+      auto store = [&](const std::vector<Verdict>& fresh) {
+        std::map<std::string, const Verdict*> now;
+        for (const auto& v : fresh) now[v.id] = &v;
+        std::vector<Verdict> all;
+        for (const auto& f : data.facts) {
+          if (auto c = now.find(f.id); c != now.end()) all.push_back(*c->second);
+          else if (auto s = stored_by_id.find(f.id); s != stored_by_id.end() && s->second->same_fact(f)) all.push_back(*s->second);
+        }
+        write_verdicts(filter_path, all);
+      };
+      for (auto& v : compute_verdicts(*model, need, progress, errors, store)) computed[v.id] = std::move(v);
       if (stop_requested()) rep.interrupted = true;
       else progress.finish();
       rep.filter_computed = static_cast<int64_t>(computed.size());
