@@ -60,9 +60,43 @@ bool is_number(const std::string& s, double* value = nullptr) {
   return true;
 }
 
+// Error messages are one line whatever the file held ("a\nb" in quotes).
+std::string one_line(std::string s) {
+  for (char& ch : s)
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  return s;
+}
+
 // Messages: "<where>: key '<key>': <what>".
 [[noreturn]] void fail(const std::string& where, const std::string& key, const std::string& what) {
-  throw Error(where + ": key '" + key + "': " + what);
+  throw Error(one_line(where + ": key '" + key + "': " + what));
+}
+
+// Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
+// values end up in run.json, which must be valid JSON.
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) { ++i; continue; }
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return false;
+    i += len;
+  }
+  return true;
 }
 
 std::string check_enum(const std::string& where, const std::string& key, const std::string& v,
@@ -113,7 +147,11 @@ struct Field {
 
   std::string scalar(const char* expected) const {
     if (!node.IsScalar()) fail(where, key, std::string("expected ") + expected + ", got a " + (node.IsSequence() ? "list" : node.IsMap() ? "mapping" : "null value"));
-    return node.Scalar();
+    return utf8(node.Scalar());
+  }
+  const std::string& utf8(const std::string& s) const {
+    if (!valid_utf8(s)) fail(where, key, "the value is not valid UTF-8 text");
+    return s;
   }
   std::string str() const {
     std::string s = scalar("a string");
@@ -143,11 +181,11 @@ struct Field {
   // A list, or a scalar holding a comma/space separated list.
   std::vector<std::string> list() const {
     std::vector<std::string> out;
-    if (node.IsScalar()) return split_list(node.Scalar());
+    if (node.IsScalar()) return split_list(utf8(node.Scalar()));
     if (!node.IsSequence()) fail(where, key, "expected a list");
     for (const auto& item : node) {
       if (!item.IsScalar()) fail(where + "", key, "expected a list of strings, got a nested " + std::string(item.IsSequence() ? "list" : "mapping"));
-      out.push_back(item.Scalar());
+      out.push_back(utf8(item.Scalar()));
     }
     return out;
   }
@@ -298,7 +336,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin) 
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
-    throw Error(mark(origin, e.mark) + ": not valid YAML: " + e.msg);
+    throw Error(one_line(mark(origin, e.mark) + ": not valid YAML: " + e.msg));
   }
   RunConfig c;
   c.config_path = origin;
@@ -313,11 +351,12 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin) 
     auto s = std::find_if(setters().begin(), setters().end(), [&](const auto& p) { return p.first == key; });
     if (s == setters().end()) {
       const std::string hint = nearest_name(key, config_keys());
-      throw Error(where + ": unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
-                  "; valid keys: " + join(config_keys()));
+      throw Error(one_line(where + ": unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                           "; valid keys: " + join(config_keys())));
     }
-    if (!seen.insert(key).second) throw Error(where + ": key '" + key + "' is given twice");
-    const YAML::Node& value = it->second;
+    if (!seen.insert(key).second) throw Error(one_line(where + ": key '" + key + "' is given twice"));
+    // A copy: the iterator yields a temporary pair, it->second dies with it.
+    const YAML::Node value = it->second;
     c.locations.emplace_back(key, where);
     if (value.IsNull()) fail(where, key, "has no value");
     s->second(c, Field{value, where, key});
@@ -414,7 +453,8 @@ std::string config_to_json(const RunConfig& c) {
                       {"save_states", c.save_states}, {"engine", c.engine},     {"max_batch_tokens", c.max_batch_tokens},
                       {"formats", c.formats},
                       {"stages", c.stages},       {"config_path", c.config_path}, {"name", c.name}};
-  return j.dump(2);
+  // Values from parse_config are valid UTF-8; a config path need not be.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 RunConfig config_from_json(const std::string& text, const std::string& origin) {
