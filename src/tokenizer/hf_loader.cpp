@@ -89,7 +89,7 @@ json parse_file(const std::string& path) {
   std::string text = read_text_file(path);
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for "1e400"
     std::string msg = e.what();
     // nlohmann's text starts "[json.exception.parse_error.101] parse error at ...".
     auto p = msg.find("] ");
@@ -354,8 +354,17 @@ Tokenizer Tokenizer::from_hf_dir(const std::string& dir) {
     std::vector<std::string> tokens;
     std::unordered_map<std::string, int32_t> ids_by_text;
     ids_by_text.reserve(vocab.size());
+    // Ids are dense in real files (added tokens may fill holes), so bound them
+    // by the entry count: a small file must not make a huge id table.
+    const auto added_it = root.find("added_tokens");
+    const size_t n_added = added_it != root.end() && added_it->is_array() ? added_it->size() : 0;
+    const size_t id_limit = vocab.size() + n_added + 65536;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       int32_t id = ctx.id(it.value(), "model.vocab[\"" + it.key() + "\"]");
+      if (static_cast<size_t>(id) >= id_limit)
+        ctx.fail("model.vocab[\"" + it.key() + "\"]",
+                 "id " + std::to_string(id) + " is out of range for a vocabulary of " +
+                     std::to_string(vocab.size()) + " entries (ids should run from 0 without large gaps)");
       if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
       if (!tokens[static_cast<size_t>(id)].empty())
         ctx.fail("model.vocab[\"" + it.key() + "\"]",

@@ -499,6 +499,12 @@ TEST(TokenizerErrors, InvalidJson) {
   expect_error(dir.path, dir.file("tokenizer.json"), "invalid JSON");
   spit(dir.file("tokenizer.json"), "[1, 2, 3]");
   expect_error(dir.path, dir.file("tokenizer.json"), "expected an object");
+  // A number too large for a double (found by tests/fuzz/fuzz_tokenizer).
+  spit(dir.file("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1e400}, \"merges\": []}}");
+  expect_error(dir.path, dir.file("tokenizer.json"), "invalid JSON");
+  mutated_copy(dir, "gpt2", [](json&) {});
+  spit(dir.file("tokenizer_config.json"), "{\"model_max_length\": -1e999}");
+  expect_error(dir.path, dir.file("tokenizer_config.json"), "invalid JSON");
 }
 
 TEST(TokenizerErrors, BadFields) {
@@ -510,6 +516,8 @@ TEST(TokenizerErrors, BadFields) {
       {"model.vocab", [](json& t) { t["model"].erase("vocab"); }},
       {"model.vocab", [](json& t) { t["model"]["vocab"] = json::array({"a", "b"}); }},
       {"model.vocab[\"a\"]", [](json& t) { t["model"]["vocab"]["a"] = "zero"; }},
+      // A huge id in a small file: refused, not a table of 2^26 strings.
+      {"model.vocab[\"zzq\"]: id 67108863 is out of range", [](json& t) { t["model"]["vocab"]["zzq"] = 67108863; }},
       {"model.merges: expected an array of strings", [](json& t) { t["model"]["merges"] = 7; }},
       {"model.merges", [](json& t) { t["model"].erase("merges"); }},
       {"model.merges[0]", [](json& t) { t["model"]["merges"][0] = 5; }},
