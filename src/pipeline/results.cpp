@@ -72,9 +72,10 @@ std::string fingerprint_difference(const std::string& stored, const std::string&
   return "fingerprint";
 }
 
-std::vector<Verdict> read_verdicts(const std::string& path) {
-  std::vector<Verdict> out;
-  if (!fs::exists(path)) return out;
+// Calls `parse` on each non-empty line of a checked JSONL file; a line that
+// does not parse is reported as "<path>:<line>: not <what> (...)".
+template <class F>
+void read_jsonl(const std::string& path, const char* what, F&& parse) {
   std::istringstream in(read_file_checked(path));
   std::string line;
   size_t lineno = 0;
@@ -82,24 +83,31 @@ std::vector<Verdict> read_verdicts(const std::string& path) {
     ++lineno;
     if (line.empty()) continue;
     try {
-      json j = json::parse(line);
-      Verdict v;
-      v.id = j.at("id").get<std::string>();
-      v.prompt = j.at("prompt").get<std::string>();
-      v.subject = j.at("subject").get<std::string>();
-      v.attribute = j.at("attribute").get<std::string>();
-      v.n_tokens = j.at("n_tokens").get<int64_t>();
-      v.top1_id = j.at("top1_id").get<int32_t>();
-      v.top1_token = j.at("top1_token").get<std::string>();
-      v.top1_prob = j.at("top1_prob").get<double>();
-      v.attribute_first_id = j.at("attribute_first_id").get<int32_t>();
-      v.first_token = j.at("first_token").get<bool>();
-      v.rome = j.at("rome").get<bool>();
-      out.push_back(std::move(v));
+      parse(json::parse(line));
     } catch (const json::exception& e) {
-      throw Error(path + ":" + std::to_string(lineno) + ": not a filter verdict (" + e.what() + ")");
+      throw Error(path + ":" + std::to_string(lineno) + ": not " + what + " (" + e.what() + ")");
     }
   }
+}
+
+std::vector<Verdict> read_verdicts(const std::string& path) {
+  std::vector<Verdict> out;
+  if (!fs::exists(path)) return out;
+  read_jsonl(path, "a filter verdict", [&](const json& j) {
+    Verdict v;
+    v.id = j.at("id").get<std::string>();
+    v.prompt = j.at("prompt").get<std::string>();
+    v.subject = j.at("subject").get<std::string>();
+    v.attribute = j.at("attribute").get<std::string>();
+    v.n_tokens = j.at("n_tokens").get<int64_t>();
+    v.top1_id = j.at("top1_id").get<int32_t>();
+    v.top1_token = j.at("top1_token").get<std::string>();
+    v.top1_prob = j.at("top1_prob").get<double>();
+    v.attribute_first_id = j.at("attribute_first_id").get<int32_t>();
+    v.first_token = j.at("first_token").get<bool>();
+    v.rome = j.at("rome").get<bool>();
+    out.push_back(std::move(v));
+  });
   return out;
 }
 
@@ -144,19 +152,9 @@ void write_errors(const std::string& path, const std::vector<FactError>& errors)
 std::vector<FactError> read_errors(const std::string& path) {
   std::vector<FactError> out;
   if (!fs::exists(path)) return out;
-  std::istringstream in(read_file_checked(path));
-  std::string line;
-  size_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.empty()) continue;
-    try {
-      const json j = json::parse(line);
-      out.push_back({j.at("id").get<std::string>(), j.at("stage").get<std::string>(), j.at("error").get<std::string>()});
-    } catch (const json::exception& e) {
-      throw Error(path + ":" + std::to_string(lineno) + ": not an error record (" + e.what() + ")");
-    }
-  }
+  read_jsonl(path, "an error record", [&](const json& j) {
+    out.push_back({j.at("id").get<std::string>(), j.at("stage").get<std::string>(), j.at("error").get<std::string>()});
+  });
   return out;
 }
 
