@@ -21,6 +21,7 @@
 #include "pipeline/stages.h"
 #include "util/error.h"
 #include "util/paths.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -30,32 +31,8 @@ namespace {
 const std::string kSrc = KT_SOURCE_DIR;
 const std::string kConfig = kSrc + "/tests/fixtures/resilience/gpt2-tiny.yaml";
 
-fs::path temp_root() {
-  static const fs::path root = [] {
-    fs::path p = fs::temp_directory_path() / ("kt_test_distribution_" + std::to_string(getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return root;
-}
-class TempCleanup : public ::testing::Environment {
- public:
-  void TearDown() override {
-    if (!std::getenv("KT_KEEP_TMP")) fs::remove_all(temp_root());
-  }
-};
-const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempCleanup);
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const kt::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using kt_test::error_of;
+using kt_test::temp_root;
 
 kt::RunOptions quiet() {
   kt::RunOptions o;

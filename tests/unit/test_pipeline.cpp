@@ -25,6 +25,7 @@
 #include "report/plots.h"
 #include "util/error.h"
 #include "util/paths.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -35,47 +36,10 @@ const std::string kSrc = KT_SOURCE_DIR;
 const std::string kFixtureConfig = kSrc + "/tests/fixtures/pipeline/gpt2-tiny.yaml";
 const std::vector<std::string> kMediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
 
-fs::path temp_root() {
-  static const fs::path root = [] {
-    fs::path p = fs::temp_directory_path() / ("kt_test_pipeline_" + std::to_string(getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return root;
-}
-
-// Removes the temporary folder when the binary ends (set KT_KEEP_TMP=1 to keep it).
-class TempCleanup : public ::testing::Environment {
- public:
-  void TearDown() override {
-    if (!std::getenv("KT_KEEP_TMP")) fs::remove_all(temp_root());
-  }
-};
-const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempCleanup);
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path p = temp_root() / name;
-  fs::remove_all(p);
-  return p;
-}
-
-std::string write_file(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-  return p.string();
-}
-
-// The message of the kt::Error `f` throws ("" when it throws nothing).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const kt::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using kt_test::error_of;
+using kt_test::fresh_dir;
+using kt_test::temp_root;
+using kt_test::write_file;
 
 std::string config_error(const std::string& yaml) {
   return error_of([&] { kt::parse_config(yaml, "cfg.yaml"); });

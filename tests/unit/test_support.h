@@ -1,0 +1,66 @@
+// Helpers shared by the test binaries: a temporary folder per binary
+// (removed at the end unless KT_KEEP_TMP=1), files written in one call, and
+// the message of the kt::Error a call throws.
+#pragma once
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "util/error.h"
+
+namespace kt_test {
+
+namespace fs = std::filesystem;
+
+// /tmp/kt_test_<binary>_<pid>, created once per test binary.
+inline fs::path temp_root() {
+  static const fs::path root = [] {
+    std::string exe = "tests";
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n > 0) exe = fs::path(std::string(buf, static_cast<size_t>(n))).filename().string();
+    fs::path p = fs::temp_directory_path() / ("kt_" + exe + "_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+  }();
+  return root;
+}
+
+class TempCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (!std::getenv("KT_KEEP_TMP")) fs::remove_all(temp_root());
+  }
+};
+inline const auto* const kTempCleanup = ::testing::AddGlobalTestEnvironment(new TempCleanup);
+
+// An empty (removed) path under temp_root().
+inline fs::path fresh_dir(const std::string& name) {
+  fs::path p = temp_root() / name;
+  fs::remove_all(p);
+  return p;
+}
+
+inline std::string write_file(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+  return p.string();
+}
+
+// The message of the kt::Error `f` throws ("" when it throws nothing).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const kt::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace kt_test
