@@ -52,25 +52,17 @@ void print_table(const FactTrace& f, const MediatorTrace& m) {
 }
 
 void run_trace(const TraceArgs& a) {
-  TraceSettings s;
-  s.samples = a.samples;
-  s.window = a.window;
-  s.convention = parse_convention(a.convention);
-  s.mediators.clear();
-  for (const auto& m : a.mediators) s.mediators.push_back(parse_mediator(m));
-  s.noise = parse_noise(a.noise, a.seed, a.replace);
+  TraceSettings s =
+      make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace);
   LoadOptions o;
   o.dtype = parse_dtype(a.dtype);
   o.device = parse_device(a.device);
   auto model = Model::load(a.model, o);
-  if (s.noise.std_multiple > 0) {
-    // Without a data set, the std comes from this fact's subject (and any
-    // --noise-subject given), each tokenized alone as ROME does.
-    std::vector<std::string> subjects = a.noise_subjects;
-    subjects.push_back(a.subject);
-    s.noise.level = s.noise.std_multiple * subject_embedding_std(*model, subjects);
-    s.noise.std_multiple = 0;
-  }
+  // Without a data set, an s<k> std comes from this fact's subject (and any
+  // --noise-subject given), each tokenized alone as ROME does.
+  std::vector<std::string> subjects = a.noise_subjects;
+  subjects.push_back(a.subject);
+  resolve_noise_level(s, *model, subjects);
   if (a.engine != "fast" && a.engine != "reference")
     throw Error("--engine '" + a.engine + "' is not one of fast, reference");
   try {

@@ -83,25 +83,19 @@ void check_site_names(const RunConfig& cfg, const ModelConfig& mc) {
 }
 
 TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Dataset& data) {
-  TraceSettings st;
-  st.samples = cfg.samples;
-  st.window = cfg.window;
-  st.convention = parse_convention(cfg.convention);
-  st.mediators.clear();
-  for (const auto& m : cfg.mediators) st.mediators.push_back(parse_mediator(m));
   try {
-    st.noise = parse_noise(cfg.noise, cfg.seed, cfg.replace);
+    parse_noise(cfg.noise, cfg.seed, cfg.replace);
   } catch (const Error& e) {
     throw Error(cfg.where("noise") + ": key 'noise': " + e.what());
   }
-  if (st.noise.std_multiple > 0) {
-    // ROME: k x the std of every dataset subject's embeddings, once per run.
-    std::vector<std::string> subjects;
-    for (const auto& f : data.facts) subjects.push_back(f.subject);
-    if (subjects.empty()) throw Error(cfg.where("noise") + ": key 'noise': '" + cfg.noise + "' needs subjects, and the data set has none");
-    st.noise.level = st.noise.std_multiple * subject_embedding_std(model, subjects);
-    st.noise.std_multiple = 0;
-  }
+  TraceSettings st =
+      make_trace_settings(cfg.samples, cfg.window, cfg.convention, cfg.mediators, cfg.noise, cfg.seed, cfg.replace);
+  // ROME: k x the std of every dataset subject's embeddings, once per run.
+  std::vector<std::string> subjects;
+  for (const auto& f : data.facts) subjects.push_back(f.subject);
+  if (st.noise.std_multiple > 0 && subjects.empty())
+    throw Error(cfg.where("noise") + ": key 'noise': '" + cfg.noise + "' needs subjects, and the data set has none");
+  resolve_noise_level(st, model, subjects);
   return st;
 }
 

@@ -221,4 +221,23 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
   return std::move(p.trace);
 }
 
+TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::string& convention,
+                                  const std::vector<std::string>& mediators, const std::string& noise, uint32_t seed,
+                                  bool replace) {
+  TraceSettings s;
+  s.samples = samples;
+  s.window = window;
+  s.convention = parse_convention(convention);
+  s.mediators.clear();
+  for (const auto& m : mediators) s.mediators.push_back(parse_mediator(m));
+  s.noise = parse_noise(noise, seed, replace);
+  return s;
+}
+
+void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector<std::string>& subjects) {
+  if (s.noise.std_multiple <= 0) return;
+  s.noise.level = s.noise.std_multiple * subject_embedding_std(model, subjects);
+  s.noise.std_multiple = 0;
+}
+
 }  // namespace kt

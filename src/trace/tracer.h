@@ -32,6 +32,15 @@ struct TraceSettings {
   std::vector<Mediator> mediators = all_mediators();
 };
 
+// Settings from their text forms (command-line flags or config keys);
+// kt::Error names the bad value. The noise stays unresolved: see below.
+TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::string& convention,
+                                  const std::vector<std::string>& mediators, const std::string& noise, uint32_t seed,
+                                  bool replace);
+// Resolves noise s<k> to k x the std of `subjects`' embeddings (ROME: every
+// subject of the data set, each tokenized alone); other noise is unchanged.
+void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector<std::string>& subjects);
+
 struct MediatorTrace {
   Mediator mediator;
   at::Tensor scores;  // float64 [tokens, layers]: mean p(answer) with the cell restored
