@@ -1,0 +1,1044 @@
+// links: kt_pipeline
+// One test per rejected input class of docs/BAD_INPUTS.md that had none:
+// each case writes one bad input (a fixture with one field broken), calls
+// the loader or the command line, and checks that the one-line message
+// names the file or flag and says what is wrong, in the source's words.
+// Cases that show a bug are skipped with the reason (see the catalogue).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "pipeline/config.h"
+#include "pipeline/dataset.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/stages.h"
+#include "tokenizer/tokenizer.h"
+#include "trace/noise.h"
+#include "trace/subject.h"
+#include "util/error.h"
+#include "util/paths.h"
+#include "util/stored_file.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::string kSrc = KT_SOURCE_DIR;
+const std::string kBin = std::string(KT_BINARY_DIR) + "/knowtrace";
+const fs::path kModels = fs::path(kSrc) / "tests/fixtures/models";
+const fs::path kTokGpt2 = fs::path(kSrc) / "tests/fixtures/tokenizers/gpt2";
+const std::string kPipelineConfig = kSrc + "/tests/fixtures/pipeline/gpt2-tiny.yaml";
+
+// ------------------------------------------------------------------ helpers
+
+fs::path temp_root() {
+  static const fs::path root = [] {
+    fs::path p = fs::temp_directory_path() / ("kt_test_bad_inputs_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+  }();
+  return root;
+}
+
+class TempCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (!std::getenv("KT_KEEP_TMP")) fs::remove_all(temp_root());
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempCleanup);
+
+// A fresh, empty folder for this test (and `tag`).
+fs::path fresh_dir(const std::string& tag = "") {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path p = temp_root() / (std::string(info->test_suite_name()) + "." + info->name() + (tag.empty() ? "" : "." + tag));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+fs::path copy_dir(const fs::path& from, const std::string& tag) {
+  fs::path d = fresh_dir(tag);
+  for (const auto& e : fs::directory_iterator(from))
+    if (e.is_regular_file()) fs::copy_file(e.path(), d / e.path().filename());
+  return d;
+}
+
+std::string write_file(const fs::path& p, const std::string& bytes) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
+  return p.string();
+}
+
+std::string slurp(const fs::path& p) { return kt::read_text_file(p.string()); }
+json read_json(const fs::path& p) { return json::parse(slurp(p)); }
+
+// The message of the kt::Error `f` throws; "" (and a test failure) when it
+// throws nothing.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const kt::Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a kt::Error: " << e.what();
+    return std::string("<std::exception> ") + e.what();
+  }
+  ADD_FAILURE() << "expected a kt::Error, nothing was thrown";
+  return "";
+}
+
+// A one-line message holding every needle.
+void expect_message(const std::string& m, const std::vector<std::string>& needles, const std::string& label = "") {
+  EXPECT_FALSE(m.empty()) << label;
+  EXPECT_EQ(m.find('\n'), std::string::npos) << label << ": " << m;
+  for (const auto& n : needles) EXPECT_NE(m.find(n), std::string::npos) << label << ": '" << n << "' not in: " << m;
+}
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+// One table row: a name, how to break the input, the needles.
+struct Case {
+  std::string name;
+  std::function<void(json&)> edit;
+  std::vector<std::string> needles;
+};
+
+// -------------------------------------------------------- knowtrace binary
+
+struct CliResult {
+  int rc = -1;
+  std::string err;  // stderr
+  std::string out;  // stdout
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Runs knowtrace with `args` in `cwd` (so nothing lands in the tree).
+CliResult run_cli(const std::vector<std::string>& args, const fs::path& cwd, const std::string& env = "") {
+  const fs::path err = cwd / "cli.stderr", out = cwd / "cli.stdout";
+  std::string cmd = "cd " + shell_quote(cwd.string()) + " && " + env + " timeout 300 " + shell_quote(kBin);
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " >" + shell_quote(out.string()) + " 2>" + shell_quote(err.string()) + " </dev/null";
+  CliResult r;
+  const int status = std::system(cmd.c_str());
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = slurp(err);
+  r.out = slurp(out);
+  return r;
+}
+
+// kt::Error on the command line: exit 1 and "knowtrace: error: <message>\n".
+void expect_cli_error(const CliResult& r, const std::vector<std::string>& needles, const std::string& label) {
+  EXPECT_EQ(r.rc, 1) << label << "\nstderr: " << r.err;
+  EXPECT_TRUE(starts_with(r.err, "knowtrace: error: ")) << label << "\nstderr: " << r.err;
+  std::string line = r.err;
+  if (!line.empty() && line.back() == '\n') line.pop_back();
+  expect_message(line, needles, label);
+}
+
+bool have_binary() { return fs::exists(kBin); }
+
+// ------------------------------------------------------------- GGUF writer
+
+// Writes GGUF v3 files: metadata of the types the model loader reads and
+// F32 tensors (zeros), 32-byte aligned.
+struct GgufWriter {
+  std::string kv;
+  uint64_t n_kv = 0;
+  struct Tensor {
+    std::string name;
+    std::vector<uint64_t> ne;
+    uint32_t type;
+    uint64_t bytes;
+  };
+  std::vector<Tensor> tensors;
+
+  static void u32(std::string& b, uint32_t v) { b.append(reinterpret_cast<const char*>(&v), 4); }
+  static void u64(std::string& b, uint64_t v) { b.append(reinterpret_cast<const char*>(&v), 8); }
+  static void str(std::string& b, const std::string& s) {
+    u64(b, s.size());
+    b += s;
+  }
+  GgufWriter& put_u32(const std::string& k, uint32_t v) {
+    str(kv, k), u32(kv, 4), u32(kv, v), ++n_kv;
+    return *this;
+  }
+  GgufWriter& put_f32(const std::string& k, float v) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    str(kv, k), u32(kv, 6), u32(kv, bits), ++n_kv;
+    return *this;
+  }
+  GgufWriter& put_str(const std::string& k, const std::string& v) {
+    str(kv, k), u32(kv, 8), str(kv, v), ++n_kv;
+    return *this;
+  }
+  GgufWriter& put_strs(const std::string& k, const std::vector<std::string>& v) {
+    str(kv, k), u32(kv, 9), u32(kv, 8), u64(kv, v.size());
+    for (const auto& s : v) str(kv, s);
+    ++n_kv;
+    return *this;
+  }
+  GgufWriter& put_i32s(const std::string& k, const std::vector<int32_t>& v) {
+    str(kv, k), u32(kv, 9), u32(kv, 5), u64(kv, v.size());
+    for (int32_t x : v) u32(kv, static_cast<uint32_t>(x));
+    ++n_kv;
+    return *this;
+  }
+  GgufWriter& tensor(const std::string& name, std::vector<uint64_t> ne) {
+    uint64_t n = 1;
+    for (uint64_t d : ne) n *= d;
+    tensors.push_back({name, std::move(ne), 0, n * 4});
+    return *this;
+  }
+  std::string bytes() const {
+    std::string b = "GGUF";
+    u32(b, 3), u64(b, tensors.size()), u64(b, n_kv);
+    b += kv;
+    uint64_t off = 0;
+    std::vector<uint64_t> offsets;
+    for (const auto& t : tensors) {
+      str(b, t.name), u32(b, static_cast<uint32_t>(t.ne.size()));
+      for (uint64_t d : t.ne) u64(b, d);
+      u32(b, t.type), u64(b, off);
+      offsets.push_back(off);
+      off += (t.bytes + 31) / 32 * 32;
+    }
+    b.resize((b.size() + 31) / 32 * 32, '\0');
+    b.resize(b.size() + off, '\0');
+    return b;
+  }
+};
+
+// The gpt2 fixture's vocabulary (by id) and merges ("left right").
+const std::pair<std::vector<std::string>, std::vector<std::string>>& fixture_vocab() {
+  static const auto v = [] {
+    json j = read_json(kTokGpt2 / "tokenizer.json");
+    std::vector<std::string> tokens(j["model"]["vocab"].size());
+    for (auto& [tok, id] : j["model"]["vocab"].items()) tokens.at(id.get<size_t>()) = tok;
+    std::vector<std::string> merges;
+    for (const auto& m : j["model"]["merges"])
+      merges.push_back(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>());
+    return std::make_pair(tokens, merges);
+  }();
+  return v;
+}
+
+// A llama-layout GGUF model with hidden 8, 2 heads, 1 layer and the
+// fixture's vocabulary, but only token_embd.weight (no blocks): enough for
+// every check made before the weights are read. `change` edits it first.
+std::string tiny_gguf(const fs::path& dir, const std::string& file,
+                      const std::function<void(GgufWriter&)>& before_tensors = nullptr,
+                      const std::string& arch = "llama", uint32_t heads = 2, bool embd_2d = true,
+                      const std::map<std::string, std::string>& strings = {}) {
+  const auto& [tokens, merges] = fixture_vocab();
+  GgufWriter w;
+  w.put_str("general.architecture", arch);
+  w.put_u32(arch + ".block_count", 1).put_u32(arch + ".embedding_length", 8).put_u32(arch + ".feed_forward_length", 16);
+  w.put_u32(arch + ".attention.head_count", heads).put_u32(arch + ".context_length", 64);
+  w.put_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
+  std::map<std::string, std::string> s = {{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", "gpt-2"}};
+  for (const auto& [k, v] : strings) s[k] = v;
+  for (const auto& [k, v] : s) w.put_str(k, v);
+  w.put_strs("tokenizer.ggml.tokens", tokens).put_strs("tokenizer.ggml.merges", merges);
+  if (before_tensors) before_tensors(w);
+  if (embd_2d)
+    w.tensor("token_embd.weight", {8, tokens.size()});
+  else
+    w.tensor("token_embd.weight", {8 * tokens.size()});
+  w.tensor("output_norm.weight", {8});
+  return write_file(dir / file, w.bytes());
+}
+
+std::string gguf_load_error(const std::string& path) {
+  return error_of([&] { kt::Model::load(path); });
+}
+
+// The safetensors header as JSON, and the file back with a changed header.
+struct StFile {
+  json header;
+  std::string data;
+  explicit StFile(const std::string& bytes) {
+    uint64_t n;
+    std::memcpy(&n, bytes.data(), 8);
+    header = json::parse(bytes.substr(8, n));
+    data = bytes.substr(8 + n);
+  }
+  static std::string with_header(const std::string& h, const std::string& data) {
+    uint64_t n = h.size();
+    return std::string(reinterpret_cast<const char*>(&n), 8) + h + data;
+  }
+  std::string bytes() const { return with_header(header.dump(), data); }
+};
+
+const char* const kLn = "transformer.h.0.ln_1.weight";  // F32 [64] in the gpt2 fixture
+
+}  // namespace
+
+// =================================================== 1-2. model path, config.json
+
+TEST(BadModelPath, RegularFileWithoutGgufExtension) {
+  const fs::path d = fresh_dir();
+  const std::string p = write_file(d / "model.bin", "not a model");
+  expect_message(error_of([&] { kt::Model::load(p); }),
+                 {p + ": expected a Hugging Face checkpoint directory or a .gguf file"});
+}
+
+TEST(BadConfigJson, EachFieldBrokenAlone) {
+  const std::vector<std::pair<std::string, Case>> cases = {
+      {"gpt2", {"top level not an object", [](json& j) { j = json::array({1, 2}); }, {"expected a JSON object"}}},
+      {"gpt2", {"model_type missing", [](json& j) { j.erase("model_type"); }, {"missing field 'model_type'"}}},
+      {"gpt2", {"model_type not a string", [](json& j) { j["model_type"] = 2; }, {"field 'model_type' must be a string"}}},
+      {"llama",
+       {"hidden_size 0", [](json& j) { j["hidden_size"] = 0; },
+        {"hidden_size, num_hidden_layers, num_attention_heads and vocab_size must be positive"}}},
+      {"gpt2", {"vocab_size 0", [](json& j) { j["vocab_size"] = 0; }, {"must be positive"}}},
+      {"llama",
+       {"heads not a multiple of kv heads", [](json& j) { j["num_key_value_heads"] = 3; },
+        {"num_attention_heads (4) must be a multiple of num_key_value_heads (3)"}}},
+      {"llama", {"rms_norm_eps a string", [](json& j) { j["rms_norm_eps"] = "tiny"; }, {"field 'rms_norm_eps' must be a number"}}},
+      {"gpt2",
+       {"layer_norm_epsilon a string", [](json& j) { j["layer_norm_epsilon"] = "1e-5"; },
+        {"field 'layer_norm_epsilon' must be a number"}}},
+      {"gpt_neox", {"layer_norm_eps a list", [](json& j) { j["layer_norm_eps"] = json::array(); }, {"field 'layer_norm_eps' must be a number"}}},
+      {"gpt2",
+       {"tie_word_embeddings a string", [](json& j) { j["tie_word_embeddings"] = "yes"; },
+        {"field 'tie_word_embeddings' must be true or false"}}},
+      {"llama", {"attention_bias a number", [](json& j) { j["attention_bias"] = 1; }, {"field 'attention_bias' must be true or false"}}},
+      {"llama", {"mlp_bias a string", [](json& j) { j["mlp_bias"] = "no"; }, {"field 'mlp_bias' must be true or false"}}},
+      {"gpt_neox",
+       {"use_parallel_residual a string", [](json& j) { j["use_parallel_residual"] = "true"; },
+        {"field 'use_parallel_residual' must be true or false"}}},
+      {"llama", {"hidden_act a number", [](json& j) { j["hidden_act"] = 5; }, {"field 'hidden_act' must be a string"}}},
+      {"gpt2",
+       {"activation_function a list", [](json& j) { j["activation_function"] = json::array({"gelu"}); },
+        {"field 'activation_function' must be a string"}}},
+      {"gpt2", {"bos_token_id a string", [](json& j) { j["bos_token_id"] = "0"; }, {"field 'bos_token_id' must be an integer"}}},
+      {"llama", {"eos_token_id a float", [](json& j) { j["eos_token_id"] = 1.5; }, {"field 'eos_token_id' must be an integer"}}},
+      {"llama",
+       {"unsupported activation", [](json& j) { j["hidden_act"] = "tanh"; },
+        {"unsupported activation 'tanh' (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)"}}},
+      {"gpt2", {"unsupported gpt2 activation", [](json& j) { j["activation_function"] = "swiglu"; }, {"unsupported activation 'swiglu'"}}},
+      {"llama",
+       {"rope_scaling a string",
+        [](json& j) {
+          j.erase("rope_parameters");
+          j["rope_scaling"] = "llama3";
+        },
+        {"field 'rope_scaling' must be an object or null"}}},
+      {"llama",
+       {"rope factor a string", [](json& j) { j["rope_parameters"]["factor"] = "8"; }, {"rope field 'factor' must be a number"}}},
+      {"llama",
+       {"rope low_freq_factor null", [](json& j) { j["rope_parameters"]["low_freq_factor"] = nullptr; },
+        {"rope field 'low_freq_factor' must be a number"}}},
+      {"llama",
+       {"rope type yarn", [](json& j) { j["rope_parameters"]["rope_type"] = "yarn"; },
+        {"rope type 'yarn' is not supported (supported: default, linear, llama3)"}}},
+      {"llama",
+       {"old-style rope_scaling type dynamic",
+        [](json& j) {
+          j.erase("rope_parameters");
+          j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+        },
+        {"rope type 'dynamic' is not supported"}}},
+      {"gptj", {"odd rotary_dim", [](json& j) { j["rotary_dim"] = 7; }, {"rotary dimension 7 must be even and at most head_dim"}}},
+      {"gptj", {"rotary_dim above head_dim", [](json& j) { j["rotary_dim"] = 64; }, {"rotary dimension 64 must be even and at most head_dim"}}},
+      {"llama",
+       {"partial_rotary_factor giving an odd dimension", [](json& j) { j["rope_parameters"]["partial_rotary_factor"] = 0.5625; },
+        {"rotary dimension 9 must be even"}}},
+  };
+  for (const auto& [model, c] : cases) {
+    const fs::path d = copy_dir(kModels / model, "cfg");
+    const fs::path p = d / "config.json";
+    json j = read_json(p);
+    c.edit(j);
+    write_file(p, j.dump());
+    // Through the parser and through Model::load (what --model does).
+    expect_message(error_of([&] { kt::parse_hf_config(p.string()); }), c.needles, c.name);
+    const std::string m = error_of([&] { kt::Model::load(d.string()); });
+    expect_message(m, c.needles, c.name + " (Model::load)");
+    EXPECT_TRUE(starts_with(m, p.string() + ": ")) << c.name << ": " << m;
+  }
+}
+
+// Known bug (reviewer 1, note N1): the message names the first alias the code
+// tries (Llama's key), not the key the file uses.
+TEST(BadConfigJson, Gpt2MissingOrBadFieldNamesTheGpt2Key) {
+  const fs::path d = copy_dir(kModels / "gpt2", "cfg");
+  const fs::path p = d / "config.json";
+  json j = read_json(p);
+  j.erase("n_layer");
+  write_file(p, j.dump());
+  const std::string missing = error_of([&] { kt::parse_hf_config(p.string()); });
+  j = read_json(kModels / "gpt2/config.json");
+  j["n_head"] = "four";
+  write_file(p, j.dump());
+  const std::string wrong = error_of([&] { kt::parse_hf_config(p.string()); });
+  if (missing.find("'num_hidden_layers'") != std::string::npos || wrong.find("'num_attention_heads'") != std::string::npos)
+    GTEST_SKIP() << "known bug (src/model/config.cpp Fields::integer names *keys.begin()): GPT-2 config.json without n_layer gives '"
+                 << missing << "'; n_head: \"four\" gives '" << wrong << "'";
+  expect_message(missing, {p.string(), "missing field 'n_layer'"});
+  expect_message(wrong, {p.string(), "field 'n_head' must be a non-negative integer"});
+}
+
+// ====================================================== 3. safetensors
+
+TEST(BadSafetensors, HeaderFieldsBrokenAlone) {
+  const std::string good = slurp(kModels / "gpt2/model.safetensors");
+  const std::vector<Case> cases = {
+      {"tensor entry without dtype", [](json& h) { h[kLn].erase("dtype"); },
+       {"tensor 'transformer.h.0.ln_1.weight': expected an object with dtype, shape and data_offsets"}},
+      {"tensor entry not an object", [](json& h) { h[kLn] = 3; }, {"tensor 'transformer.h.0.ln_1.weight': expected an object with dtype"}},
+      {"dtype not a string", [](json& h) { h[kLn]["dtype"] = 32; }, {"tensor 'transformer.h.0.ln_1.weight': dtype is not a string"}},
+      {"shape not an array", [](json& h) { h[kLn]["shape"] = 64; }, {"tensor 'transformer.h.0.ln_1.weight': shape is not an array"}},
+      {"negative dimension", [](json& h) { h[kLn]["shape"] = json::array({-64}); },
+       {"tensor 'transformer.h.0.ln_1.weight': shape has a non-integer or negative dimension"}},
+      {"fractional dimension", [](json& h) { h[kLn]["shape"] = json::array({6.4}); }, {"shape has a non-integer or negative dimension"}},
+      {"element count above 2^48", [](json& h) { h[kLn]["shape"] = json::array({1u << 30, 1u << 30}); },
+       {"tensor 'transformer.h.0.ln_1.weight': shape is too large"}},
+      {"data_offsets of one value", [](json& h) { h[kLn]["data_offsets"] = json::array({0}); },
+       {"tensor 'transformer.h.0.ln_1.weight': data_offsets must be two non-negative integers"}},
+      {"negative data_offsets", [](json& h) { h[kLn]["data_offsets"] = json::array({-4, 252}); },
+       {"data_offsets must be two non-negative integers"}},
+      {"byte range not shape x dtype", [](json& h) { h[kLn]["shape"] = json::array({32}); },
+       {"tensor 'transformer.h.0.ln_1.weight': holds 256 bytes but shape and dtype need 128"}},
+  };
+  for (const auto& c : cases) {
+    const fs::path d = copy_dir(kModels / "gpt2", "st");
+    const fs::path p = d / "model.safetensors";
+    StFile f(good);
+    c.edit(f.header);
+    write_file(p, f.bytes());
+    std::vector<std::string> needles = c.needles;
+    needles.push_back(p.string() + ": ");
+    expect_message(error_of([&] { kt::SafetensorsFile sf(p.string()); }), needles, c.name);
+    expect_message(error_of([&] { kt::Model::load(d.string()); }), needles, c.name + " (Model::load)");
+  }
+}
+
+TEST(BadSafetensors, HeaderNotJsonOrNotAnObject) {
+  const fs::path d = copy_dir(kModels / "gpt2", "st");
+  const fs::path p = d / "model.safetensors";
+  StFile f(slurp(p));
+  write_file(p, StFile::with_header("{\"a\": [1, 2", f.data));
+  expect_message(error_of([&] { kt::Model::load(d.string()); }), {p.string() + ": header is not valid JSON"});
+  write_file(p, StFile::with_header("[1, 2, 3]", f.data));
+  expect_message(error_of([&] { kt::Model::load(d.string()); }), {p.string() + ": header is not a JSON object"});
+}
+
+TEST(BadSafetensors, CheckpointDirectoryAndIndex) {
+  const fs::path d = copy_dir(kModels / "gpt2", "idx");
+  const std::string weights = slurp(d / "model.safetensors");
+  fs::remove(d / "model.safetensors");
+  // Neither a single file nor an index.
+  expect_message(error_of([&] { kt::Model::load(d.string()); }),
+                 {d.string() + ": no model.safetensors or model.safetensors.index.json found"});
+  // Index cases (the tensors live in one shard that exists).
+  write_file(d / "shard-1.safetensors", weights);
+  const fs::path idx = d / "model.safetensors.index.json";
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"{\"weight_map\": {", {idx.string() + ": not valid JSON"}},
+      {"{\"metadata\": {}}", {idx.string() + ": weight_map: expected an object {tensor: file}"}},
+      {"{\"weight_map\": [\"shard-1.safetensors\"]}", {idx.string() + ": weight_map: expected an object {tensor: file}"}},
+      {"[]", {idx.string() + ": weight_map: expected an object"}},
+      {"{\"weight_map\": {\"transformer.wte.weight\": 1}}", {idx.string() + ": weight_map['transformer.wte.weight'] is not a file name"}},
+      {"{\"weight_map\": {\"transformer.wte.weight\": \"../gpt2/model.safetensors\"}}",
+       {idx.string() + ": weight_map['transformer.wte.weight'] = '../gpt2/model.safetensors' is not a plain file name"}},
+      {"{\"weight_map\": {\"transformer.wte.weight\": \"sub/shard-1.safetensors\"}}", {"is not a plain file name"}},
+  };
+  for (const auto& [text, needles] : cases) {
+    write_file(idx, text);
+    expect_message(error_of([&] { kt::SafetensorsCheckpoint ck(d.string()); }), needles, text);
+    expect_message(error_of([&] { kt::Model::load(d.string()); }), needles, text + " (Model::load)");
+  }
+  // A good index loads (the base the cases above break).
+  write_file(idx, "{\"weight_map\": {\"transformer.wte.weight\": \"shard-1.safetensors\"}}");
+  EXPECT_NO_THROW(kt::Model::load(d.string()));
+}
+
+TEST(BadSafetensors, CheckpointFileIsADirectory) {
+  const fs::path d = copy_dir(kModels / "gpt2", "dir");
+  fs::remove(d / "model.safetensors");
+  fs::create_directories(d / "model.safetensors");
+  const std::string p = (d / "model.safetensors").string();
+  expect_message(error_of([&] { kt::Model::load(d.string()); }), {p + ": not a regular file"});
+}
+
+// ====================================================== 4. GGUF file and model
+
+namespace {
+struct Raw {  // hand-built GGUF bytes (as test_gguf.cpp's Builder)
+  std::string b = "GGUF";
+  Raw(uint64_t n_tensors, uint64_t n_kv) {
+    GgufWriter::u32(b, 3), GgufWriter::u64(b, n_tensors), GgufWriter::u64(b, n_kv);
+  }
+  Raw& u32(uint32_t v) { return GgufWriter::u32(b, v), *this; }
+  Raw& u64(uint64_t v) { return GgufWriter::u64(b, v), *this; }
+  Raw& str(const std::string& s) { return GgufWriter::str(b, s), *this; }
+  Raw& pad(size_t n) { return b.resize(n, '\0'), *this; }
+};
+}  // namespace
+
+TEST(BadGgufFile, ContainerCases) {
+  const fs::path d = fresh_dir();
+  struct G {
+    std::string name;
+    Raw raw;
+    std::string needle;
+  };
+  std::vector<G> cases;
+  cases.push_back({"alignment.gguf", Raw(0, 1).str("general.alignment").u32(8).str("thirty-two"),
+                   "metadata key 'general.alignment' has type string, expected uint32"});
+  // ne[0] = 2^63: not an int64.
+  cases.push_back({"dim.gguf", Raw(1, 0).str("t").u32(1).u64(uint64_t(1) << 63).u32(0).u64(0).pad(256),
+                   "tensor 't' dimension 0 is 9223372036854775808, larger than int64"});
+  // A 0-dimensional Q8_0 tensor: 1 element, block size 32.
+  cases.push_back({"q0d.gguf", Raw(1, 0).str("q").u32(0).u32(8).u64(0).pad(256),
+                   "tensor 'q' of type Q8_0 has 1 elements, not a multiple of the block size 32"});
+  // 2^62 F32 elements fit in int64, their 2^64 bytes do not.
+  cases.push_back({"bytes.gguf", Raw(1, 0).str("big").u32(1).u64(uint64_t(1) << 62).u32(0).u64(0).pad(256),
+                   "tensor 'big' shape [4611686018427387904] byte size overflows"});
+  for (auto& c : cases) {
+    const std::string p = write_file(d / c.name, c.raw.b);
+    const std::string m = error_of([&] { kt::GgufFile f(p); });
+    expect_message(m, {p + ": ", c.needle}, c.name);
+  }
+}
+
+TEST(BadGgufFile, PathIsADirectory) {
+  const fs::path d = fresh_dir() / "model.gguf";
+  fs::create_directories(d);
+  expect_message(error_of([&] { kt::GgufFile f(d.string()); }), {d.string() + ": not a regular file"});
+}
+
+TEST(BadGgufModel, MetadataAndTensorCases) {
+  const fs::path d = fresh_dir();
+  // The base file gets as far as the weights: it lacks blk.0.*.
+  {
+    const std::string p = tiny_gguf(d, "base.gguf");
+    expect_message(gguf_load_error(p), {p + " (tensor 'blk.0.", "missing tensor 'model.layers.0."});
+  }
+  struct G {
+    std::string name;
+    std::string path;
+    std::string needle;
+  };
+  const std::vector<G> cases = {
+      {"architecture", tiny_gguf(d, "gemma.gguf", nullptr, "gemma"),
+       "general.architecture 'gemma' is not supported for GGUF (supported: llama, qwen2)"},
+      {"head counts", tiny_gguf(d, "heads.gguf", nullptr, "llama", 3),
+       "attention.head_count 3 / head_count_kv 3 do not divide embedding_length 8"},
+      {"rope scaling type",
+       tiny_gguf(d, "yarn.gguf", [](GgufWriter& w) { w.put_str("llama.rope.scaling.type", "yarn"); }),
+       "rope.scaling.type 'yarn' is not supported (supported: none, linear)"},
+      {"rope_freqs.weight", tiny_gguf(d, "freqs.gguf", [](GgufWriter& w) { w.tensor("rope_freqs.weight", {2}); }),
+       "tensor 'rope_freqs.weight' (Llama-3.1 style rope scaling) is not supported for GGUF yet"},
+      {"token_embd 1-D", tiny_gguf(d, "embd.gguf", nullptr, "llama", 2, false), "tensor 'token_embd.weight' must have 2 dimensions"},
+      {"tokenizer model", tiny_gguf(d, "spm.gguf", nullptr, "llama", 2, true, {{"tokenizer.ggml.model", "llama"}}),
+       "tokenizer.ggml.model 'llama' is not supported yet (supported: gpt2, the byte-level BPE)"},
+      {"tokenizer pre", tiny_gguf(d, "pre.gguf", nullptr, "llama", 2, true, {{"tokenizer.ggml.pre", "falcon"}}),
+       "tokenizer.ggml.pre 'falcon' is not supported (supported: smollm, llama-bpe, qwen2, gpt-2, default)"},
+  };
+  for (const auto& c : cases) expect_message(gguf_load_error(c.path), {c.path + ": " + c.needle}, c.name);
+}
+
+// Known bug (reviewer 2, note N2): gguf_bpe_spec never sets BpeSpec::source.
+TEST(BadGgufModel, TokenizerErrorsNameTheGgufFile) {
+  const fs::path d = fresh_dir();
+  const size_t n = fixture_vocab().first.size();
+  const std::string p = tiny_gguf(d, "bos.gguf", [&](GgufWriter& w) {
+    w.put_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(n + 5));
+  });
+  const std::string m = gguf_load_error(p);
+  expect_message(m, {"bos_id: id " + std::to_string(n + 5) + " is out of range (" + std::to_string(n) + " tokens)"});
+  if (starts_with(m, "tokenizer spec:"))
+    GTEST_SKIP() << "known bug (src/model/gguf_model.cpp gguf_bpe_spec leaves BpeSpec::source empty): " << p
+                 << " with tokenizer.ggml.bos_token_id out of range gives '" << m << "'";
+  EXPECT_TRUE(starts_with(m, p + ": ")) << m;
+}
+
+// =================================================== 6-7. tokenizers
+
+TEST(BadTokenizerJson, EachFieldBrokenAlone) {
+  const json special = {{"<|endoftext|>", {{"id", "<|endoftext|>"}, {"ids", {0}}, {"tokens", {"<|endoftext|>"}}}}};
+  const std::vector<Case> cases = {
+      {"model without type and merges",
+       [](json& j) {
+         j["model"].erase("type");
+         j["model"].erase("merges");
+       },
+       {"model.type: missing"}},
+      {"continuing_subword_prefix", [](json& j) { j["model"]["continuing_subword_prefix"] = "##"; },
+       {"model.continuing_subword_prefix: not supported (byte-level BPE has none)"}},
+      {"end_of_word_suffix", [](json& j) { j["model"]["end_of_word_suffix"] = "</w>"; },
+       {"model.end_of_word_suffix: not supported (byte-level BPE has none)"}},
+      {"two tokens with one id", [](json& j) { j["model"]["vocab"]["zzzz"] = 5; }, {"model.vocab[\"", "\"]: id 5 is also used by \""}},
+      {"unk_token not in vocab", [](json& j) { j["model"]["unk_token"] = "<unk>"; }, {"model.unk_token: \"<unk>\" is not in model.vocab"}},
+      {"merged token not in vocab", [](json& j) { j["model"]["merges"].push_back(json::array({"h", "\xC4\xA0"})); },
+       {"model.merges[", "merged token \"h\xC4\xA0\" is not in the vocabulary"}},
+      {"split pattern neither Regex nor String",
+       [](json& j) {
+         j["pre_tokenizer"] = {{"type", "Sequence"},
+                               {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Glob", "*"}}}, {"behavior", "Isolated"}},
+                                                  j["pre_tokenizer"]}}};
+       },
+       {"pre_tokenizer.pretokenizers[0].pattern: expected {\"Regex\": ...} or {\"String\": ...}"}},
+      {"empty String pattern",
+       [](json& j) {
+         j["pre_tokenizer"] = {{"type", "Sequence"},
+                               {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"String", ""}}}, {"behavior", "Isolated"}},
+                                                  j["pre_tokenizer"]}}};
+       },
+       {"pre_tokenizer.pretokenizers[0].pattern.String: empty pattern"}},
+      {"unknown split behavior",
+       [](json& j) {
+         j["pre_tokenizer"] = {{"type", "Sequence"},
+                               {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", " "}}}, {"behavior", "Sideways"}},
+                                                  j["pre_tokenizer"]}}};
+       },
+       {"pre_tokenizer.pretokenizers[0].behavior: unknown split behavior \"Sideways\""}},
+      {"two normalizers", [](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}, {{"type", "NFC"}}}}}; },
+       {"normalizer: more than one normalizer is not supported"}},
+      {"template token not in special_tokens",
+       [](json& j) {
+         j["post_processor"] = {{"type", "TemplateProcessing"},
+                                {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+                                {"pair", json::array()},
+                                {"special_tokens", json::object()}};
+       },
+       {"post_processor.single[0].SpecialToken.id: \"<s>\" is not in special_tokens"}},
+      {"template without $A",
+       [&](json& j) {
+         j["post_processor"] = {{"type", "TemplateProcessing"},
+                                {"single", {{{"SpecialToken", {{"id", "<|endoftext|>"}, {"type_id", 0}}}}}},
+                                {"pair", json::array()},
+                                {"special_tokens", special}};
+       },
+       {"post_processor.single: no $A sequence in the template"}},
+      {"Roberta cls a string",
+       [](json& j) { j["post_processor"] = {{"type", "RobertaProcessing"}, {"cls", "<s>"}, {"sep", {"<|endoftext|>", 0}}}; },
+       {"post_processor.cls: expected [token, id], got a string"}},
+      {"Bert sep of three values",
+       [](json& j) { j["post_processor"] = {{"type", "BertProcessing"}, {"cls", {"<|endoftext|>", 0}}, {"sep", {"a", 0, 1}}}; },
+       {"post_processor.sep: expected [token, id], got an array"}},
+  };
+  for (const auto& c : cases) {
+    const fs::path d = copy_dir(kTokGpt2, "tok");
+    const fs::path p = d / "tokenizer.json";
+    json j = read_json(p);
+    c.edit(j);
+    write_file(p, j.dump());
+    std::vector<std::string> needles = c.needles;
+    needles.push_back(p.string() + ": ");
+    expect_message(error_of([&] { kt::Tokenizer::from_hf_dir(d.string()); }), needles, c.name);
+  }
+}
+
+// Not a rejection class but the base the split-pattern cases break: a valid
+// {"String": ...} split pattern must load. Bug: src/tokenizer/regex.cpp
+// compiles literal patterns with PCRE2_LITERAL | PCRE2_UCP, which PCRE2
+// refuses ("invalid option bits with PCRE2_LITERAL"), so every String split
+// pattern is rejected.
+TEST(BadTokenizerJson, StringSplitPatternLoads) {
+  const fs::path d = copy_dir(kTokGpt2, "tok");
+  const fs::path p = d / "tokenizer.json";
+  json j = read_json(p);
+  j["pre_tokenizer"] = {{"type", "Sequence"},
+                        {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", "Isolated"}},
+                                           j["pre_tokenizer"]}}};
+  write_file(p, j.dump());
+  try {
+    const kt::Tokenizer t = kt::Tokenizer::from_hf_dir(d.string());
+    EXPECT_FALSE(t.encode("a-b").ids.empty());
+  } catch (const kt::Error& e) {
+    const std::string m = e.what();
+    if (m.find("invalid option bits with PCRE2_LITERAL") != std::string::npos)
+      GTEST_SKIP() << "known bug (src/tokenizer/regex.cpp: PCRE2_LITERAL with PCRE2_UCP): a valid Split "
+                      "pre-tokenizer {\"String\": \"-\"} is rejected: "
+                   << m;
+    FAIL() << m;
+  }
+}
+
+TEST(BadTokenizerJson, TokenizerConfigTopLevelNotAnObject) {
+  const fs::path d = copy_dir(kTokGpt2, "tok");
+  const std::string cfg = write_file(d / "tokenizer_config.json", "[\"<|endoftext|>\"]");
+  expect_message(error_of([&] { kt::Tokenizer::from_hf_dir(d.string()); }),
+                 {cfg + ": (top level): expected an object, got an array"});
+}
+
+TEST(BadBpeSpec, EmptyVocabularyAndTokenTypes) {
+  kt::BpeSpec s;
+  s.source = "m.gguf";
+  expect_message(error_of([&] { kt::Tokenizer::from_spec(s); }), {"m.gguf: tokens: the vocabulary is empty"});
+  s.tokens = {"a", "b", "ab"};
+  s.merges = {"a b"};
+  s.token_types = {1, 1};
+  expect_message(error_of([&] { kt::Tokenizer::from_spec(s); }), {"m.gguf: token_types: expected 3 entries, got 2"});
+  s.token_types = {1, 1, 1};
+  s.merges = {"a c"};
+  expect_message(error_of([&] { kt::Tokenizer::from_spec(s); }), {"m.gguf: merges[0]: \"c\" is not in the vocabulary"});
+  s.merges = {"b a"};
+  expect_message(error_of([&] { kt::Tokenizer::from_spec(s); }), {"m.gguf: merges[0]: merged token \"ba\" is not in the vocabulary"});
+}
+
+// =================================================== 8. data sets
+
+TEST(BadDataset, RecordReasons) {
+  const std::string text = R"([
+    {"known_id": "seven", "prompt": "A is in", "subject": "A", "attribute": "B"},
+    {"known_id": 1, "prompt": "", "subject": "A", "attribute": "B"},
+    {"known_id": 2, "prompt": "A is in", "subject": "", "attribute": "B"},
+    {"known_id": 3, "prompt": "A is in", "subject": "A", "attribute": "B"}
+  ])";
+  const kt::Dataset d = kt::parse_dataset(text, "facts.json");
+  ASSERT_EQ(d.facts.size(), 1u);
+  EXPECT_EQ(d.facts[0].id, "3");
+  ASSERT_EQ(d.errors.size(), 3u);
+  expect_message(d.errors[0].message, {"facts.json: record 0 (id #0): 'known_id' is not an integer"});
+  expect_message(d.errors[1].message, {"facts.json: record 1 (id 1): 'prompt' is empty"});
+  expect_message(d.errors[2].message, {"facts.json: record 2 (id 2): 'subject' is empty"});
+  for (const auto& e : d.errors) EXPECT_EQ(e.stage, "data");
+}
+
+TEST(BadDataset, FileMissing) {
+  const std::string p = (fresh_dir() / "nope.json").string();
+  expect_message(error_of([&] { kt::load_dataset_file(p); }), {p + ": data set file not found"});
+}
+
+TEST(BadDataset, Known1000ContentChecks) {
+  const fs::path d = fresh_dir();
+  const std::string p = (d / "known_1000.json").string();
+  expect_message(error_of([&] { kt::check_known_1000("[{\"known_id\": 0,", p); }),
+                 {p + ": not valid JSON, so not known_1000", "get it from"});
+  json good = json::array();
+  for (int i = 0; i < 1209; ++i)
+    good.push_back({{"known_id", i}, {"subject", "s"}, {"attribute", "a"}, {"template", "{} is"}, {"prediction", "p"},
+                    {"prompt", "s is"}, {"relation_id", "P1"}});
+  EXPECT_NO_THROW(kt::check_known_1000(good.dump(), p));
+  json bad_id = good;
+  bad_id[7]["known_id"] = 8;
+  expect_message(error_of([&] { kt::check_known_1000(bad_id.dump(), p); }), {p + ": record 7 should have known_id 7", "get it from"});
+  json no_field = good;
+  no_field[12].erase("prediction");
+  expect_message(error_of([&] { kt::check_known_1000(no_field.dump(), p); }),
+                 {p + ": record 12 has no string 'prediction'", "get it from"});
+  json not_string = good;
+  not_string[3]["subject"] = 5;
+  expect_message(error_of([&] { kt::check_known_1000(not_string.dump(), p); }), {p + ": record 3 has no string 'subject'"});
+}
+
+TEST(BadDataset, DownloadWithNowhereToPutIt) {
+  std::map<std::string, std::optional<std::string>> saved;
+  for (const char* k : {"KNOWTRACE_DATA_DIR", "HOME", "XDG_CACHE_HOME"}) {
+    const char* v = std::getenv(k);
+    saved[k] = v ? std::optional<std::string>(v) : std::nullopt;
+    ::unsetenv(k);
+  }
+  const std::string m = error_of([] { kt::download_known_1000(); });
+  for (const auto& [k, v] : saved)
+    if (v) ::setenv(k.c_str(), v->c_str(), 1);
+  expect_message(m, {"known_1000: set KNOWTRACE_DATA_DIR to the folder to download into"});
+}
+
+// =================================================== 9. YAML config
+
+TEST(BadYamlConfig, FileCases) {
+  const fs::path d = fresh_dir();
+  const std::string missing = (d / "nope.yaml").string();
+  expect_message(error_of([&] { kt::load_config(missing); }), {missing + ": config file not found"});
+  fs::create_directories(d / "dir.yaml");
+  const std::string dir = (d / "dir.yaml").string();
+  expect_message(error_of([&] { kt::load_config(dir); }), {dir + ": is a directory, not a YAML config file"});
+  const std::string empty = write_file(d / "empty.yaml", "# nothing here\n");
+  expect_message(error_of([&] { kt::load_config(empty); }), {empty + ": the config is empty (it needs at least 'model')"});
+}
+
+TEST(BadYamlConfig, StructureAndValueCases) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"- model: m\n- samples: 3\n", "cfg.yaml:1: the config must be a mapping of keys to values"},
+      {"just text\n", "the config must be a mapping of keys to values"},
+      {"model: m\n[a, b]: 3\n", "cfg.yaml:2: keys must be plain names"},
+      {"model: \"\"\n", "cfg.yaml:1: key 'model': must not be empty"},
+      {"model: m\ndataset: ''\n", "cfg.yaml:2: key 'dataset': must not be empty"},
+      {"model: m\nmediators: [hidden, [mlp, attn]]\n", "cfg.yaml:2: key 'mediators': expected a list of strings, got a nested list"},
+      {"model: m\nformats:\n  - png\n  - {a: b}\n", "cfg.yaml:2: key 'formats': expected a list of strings, got a nested mapping"},
+      {"model: m\nembed_name: transformer.h.[LAYER_NUM].wte\n",
+       "cfg.yaml:2: key 'embed_name': 'transformer.h.[LAYER_NUM].wte' names one module: it takes no [LAYER_NUM]"},
+      {"model: m\nmediators: []\n",
+       "cfg.yaml:2: key 'mediators': needs at least one mediator (hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn)"},
+      {"model: m\nfacts: [12, \"a/b\"]\n", "cfg.yaml:2: key 'facts': fact id 'a/b' may only hold letters, digits, '_', '-' and '.'"},
+      {"model: m\nstages: []\n", "cfg.yaml:2: key 'stages': no stage given (valid: filter, trace, aggregate, plot)"},
+      // Keys no other test gives a bad value.
+      {"model: m\nlayer_name: transformer.h\n",
+       "cfg.yaml:2: key 'layer_name': 'transformer.h' needs the [LAYER_NUM] placeholder, e.g. model.layers.[LAYER_NUM]"},
+      {"model: m\nseed: 4294967296\n", "cfg.yaml:2: key 'seed': 4294967296 is out of range [0, 4294967295]"},
+      {"model: m\nseed: -1\n", "cfg.yaml:2: key 'seed': -1 is out of range [0, 4294967295]"},
+      {"model: m\naverage: prompts\n", "cfg.yaml:2: key 'average': 'prompts' is not one of tokens, facts"},
+      {"model: m\nresults: \"\"\n", "cfg.yaml:2: key 'results': must not be empty"},
+      {"model: m\nresults: [a, b]\n", "cfg.yaml:2: key 'results': expected a string, got a list"},
+      {"model: m\nlimit: -5\n", "cfg.yaml:2: key 'limit': -5 is out of range [0, 1099511627776]"},
+      {"model: m\nlimit: ten\n", "cfg.yaml:2: key 'limit': expected an integer, got 'ten'"},
+      {"model: m\nsave_states: maybe\n", "cfg.yaml:2: key 'save_states': expected true or false, got 'maybe'"},
+      {"model: m\nmax_batch_tokens: 2000000000000\n", "cfg.yaml:2: key 'max_batch_tokens': 2000000000000 is out of range [0, 1099511627776]"},
+  };
+  for (const auto& [yaml, needle] : cases)
+    expect_message(error_of([&] { kt::parse_config(yaml, "cfg.yaml"); }), {needle}, yaml);
+}
+
+// =================================================== 10. command line
+
+TEST(BadCommandLine, RunFlags) {
+  if (!have_binary()) GTEST_SKIP() << kBin << " not built";
+  const fs::path cwd = fresh_dir();
+  const std::string out = (cwd / "out").string();
+  // Every case also names a results folder and the aggregate stage alone, so
+  // that a flag wrongly accepted gives another error instead of a long run.
+  auto run = [&](std::vector<std::string> flags) {
+    std::vector<std::string> a = {"run", kPipelineConfig};
+    a.insert(a.end(), flags.begin(), flags.end());
+    return run_cli(a, cwd);
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--results", out, "--shard", "2/2"}, "--shard '2/2': expected i/n with 0 <= i < n, e.g. 0/4"},
+      {{"--results", out, "--shard", "x"}, "--shard 'x': expected i/n with 0 <= i < n, e.g. 0/4"},
+      {{"--results", out, "--shard", "1/0"}, "--shard '1/0': expected i/n with 0 <= i < n"},
+      {{"--results", out, "--shard", "-1/2"}, "expected i/n with 0 <= i < n"},
+      {{"--results", out, "--stages", "aggregate", "--device", "gpu"}, "--device: key 'device': 'gpu' is not a device (cpu, cuda, cuda:N)"},
+      {{"--results", out, "--stages", "aggregate", "--dtype", "int8"}, "--dtype: key 'dtype': 'int8' is not a dtype"},
+      {{"--results", out, "--stages", "aggreggate"}, "--stages: unknown stage 'aggreggate'"},
+      {{"--results", out, "--stages", "aggregate", "--limit", "-3"}, "--limit: must be 0 (no limit) or more, got -3"},
+      {{"--results", "", "--stages", "aggregate"}, "--results: must not be empty"},
+  };
+  std::string known_bug;
+  for (const auto& [flags, needle] : cases) {
+    std::string label = "run";
+    for (const auto& f : flags) label += " " + f;
+    const CliResult r = run(flags);
+    // Known bug (reviewer 3, note N4): run_command.cpp at 232cf29 drops
+    // --limit < 0 and an empty --results before apply_overrides.
+    const bool n4 = needle.rfind("--limit:", 0) == 0 || needle.rfind("--results:", 0) == 0;
+    if (n4 && r.err.find(needle) == std::string::npos) {
+      known_bug += " [" + label + " -> rc " + std::to_string(r.rc) + ", stderr: " + r.err + "]";
+      continue;
+    }
+    expect_cli_error(r, {needle}, label);
+  }
+  EXPECT_FALSE(fs::exists(cwd / "results")) << "a rejected run wrote results/";
+  if (!known_bug.empty())
+    GTEST_SKIP() << "known bug (src/cli/run_command.cpp ignores the flag, note N4):" << known_bug;
+}
+
+TEST(BadCommandLine, ModelCommandFlags) {
+  if (!have_binary()) GTEST_SKIP() << kBin << " not built";
+  const fs::path cwd = fresh_dir();
+  const std::string model = (kModels / "gpt2").string();
+  std::string long_prompt;
+  for (int i = 0; i < 200; ++i) long_prompt += " Paris";
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> cases = {
+      {{"predict", "--model", model, "--prompt", "The", "--dtype", "int8"}, {"dtype 'int8' is not one of float32, bfloat16, float16"}},
+      {{"inspect", "--model", model, "--dtype", "fp64"}, {"dtype 'fp64' is not one of float32, bfloat16, float16"}},
+      {{"predict", "--model", model, "--prompt", "The", "--device", "tpu"}, {"device 'tpu' is not one of cpu, cuda, cuda:N"}},
+      {{"predict", "--model", model, "--prompt", "The", "--top-k", "0"}, {"--top-k must be at least 1 (got 0)"}},
+      {{"predict", "--model", model, "--prompt", ""}, {"--prompt: the prompt encodes to no tokens"}},
+      {{"predict", "--model", model, "--prompt", long_prompt}, {"input has ", " tokens, more than the model's context of 128"}},
+      {{"trace", "--model", model, "--prompt", "The Eiffel Tower is in", "--subject", "Eiffel", "--engine", "turbo"},
+       {"--engine 'turbo' is not one of fast, reference"}},
+      {{"predict", "--model", (cwd / "nowhere").string(), "--prompt", "x"}, {(cwd / "nowhere").string() + ": no such file or directory"}},
+  };
+  for (const auto& [args, needles] : cases) {
+    std::string label;
+    for (const auto& a : args) label += (a.size() > 40 ? a.substr(0, 40) + "..." : a) + " ";
+    expect_cli_error(run_cli(args, cwd), needles, label);
+  }
+  if (!at::hasCUDA()) {
+    expect_cli_error(run_cli({"predict", "--model", model, "--prompt", "The", "--device", "cuda"}, cwd),
+                     {"device 'cuda' requested but this build of libtorch has no CUDA device available"}, "--device cuda");
+  }
+  // CLI11's own errors: not exit 0 and not 1, and the message names the option.
+  const CliResult missing = run_cli({"predict", "--prompt", "x"}, cwd);
+  EXPECT_NE(missing.rc, 0);
+  EXPECT_NE(missing.err.find("--model"), std::string::npos) << missing.err;
+  const CliResult unknown = run_cli({"predict", "--model", model, "--prompt", "x", "--top-q", "3"}, cwd);
+  EXPECT_NE(unknown.rc, 0);
+  EXPECT_NE(unknown.err.find("--top-q"), std::string::npos) << unknown.err;
+  const CliResult nan = run_cli({"predict", "--model", model, "--prompt", "x", "--top-k", "many"}, cwd);
+  EXPECT_NE(nan.rc, 0);
+  EXPECT_NE(nan.err.find("--top-k"), std::string::npos) << nan.err;
+}
+
+// Known bug (reviewer 4, note N5): `trace --noise s0/u0` was accepted while
+// the YAML config rejects them.
+TEST(BadCommandLine, TraceNoiseZeroMultiple) {
+  if (!have_binary()) GTEST_SKIP() << kBin << " not built";
+  const fs::path cwd = fresh_dir();
+  const std::string model = (kModels / "gpt2").string();
+  EXPECT_NE(error_of([] { kt::parse_config("model: m\nnoise: s0\n", "cfg.yaml"); }).find("key 'noise': 's0' is not a noise level"),
+            std::string::npos);
+  std::string known_bug;
+  for (const std::string noise : {"s0", "u0"}) {
+    const CliResult r = run_cli({"trace", "--model", model, "--prompt", "The Eiffel Tower is located in the city of", "--subject",
+                                 "The Eiffel Tower", "--samples", "1", "--mediators", "hidden", "--noise", noise},
+                                cwd);
+    if (r.rc == 0) {
+      known_bug += " trace --noise " + noise + " exits 0;";
+      continue;
+    }
+    expect_cli_error(r, {"noise '" + noise + "': expected a non-negative number"}, "--noise " + noise);
+  }
+  if (!known_bug.empty())
+    GTEST_SKIP() << "known bug (src/trace/noise.cpp parse_noise accepts k = 0, note N5):" << known_bug;
+}
+
+// =================================================== 11-12. noise and trace inputs
+
+TEST(BadTraceInputs, NoiseSubjectsAndRanges) {
+  auto model = kt::Model::load((kModels / "gpt2").string());
+  expect_message(error_of([&] { kt::subject_embedding_std(*model, {}); }),
+                 {"noise s<k>: no subjects to measure the embedding std from"});
+  const std::string prompt = "The Eiffel Tower is located in the city of";
+  const kt::Encoding enc = model->tokenizer().encode(prompt);
+  expect_message(error_of([&] { kt::subject_token_range(enc, prompt, ""); }), {"subject is empty"});
+  expect_message(error_of([&] { kt::rome_token_range(model->tokenizer(), enc.ids, "Louvre"); }),
+                 {"subject 'Louvre' not found in decoded tokens"});
+  for (const std::string bad : {"s-1", "sx", "-0.5", ""})
+    expect_message(error_of([&] { kt::parse_noise(bad); }), {"noise '" + bad + "': expected a non-negative number"}, bad);
+  // Known bug (note N5) at 232cf29: parse_noise accepted s0 and u0.
+  for (const std::string zero : {"s0", "u0"}) {
+    try {
+      kt::parse_noise(zero);
+      GTEST_SKIP() << "known bug (src/trace/noise.cpp, note N5): parse_noise(\"" << zero << "\") is accepted";
+    } catch (const kt::Error& e) {
+      expect_message(e.what(), {"noise '" + zero + "': expected a non-negative number"}, zero);
+    }
+  }
+}
+
+// =================================================== 13. stored results
+
+TEST(BadStoredResults, ChecksummedFile) {
+  const fs::path d = fresh_dir();
+  const std::string p = (d / "summary.json").string();
+  kt::write_file_checked(p, "{\"format\": \"knowtrace-aie-summary\"}\n");
+  EXPECT_EQ(kt::read_file_checked(p), "{\"format\": \"knowtrace-aie-summary\"}\n");
+  write_file(p, "{\"format\": \"knowtrace-aie-summarY\"}\n");  // same length, one byte changed
+  expect_message(error_of([&] { kt::read_file_checked(p); }),
+                 {p + ": checksum mismatch (stored '", "): the file is truncated or corrupt"});
+  write_file(p, "{\"format\"");  // truncated
+  expect_message(error_of([&] { kt::read_file_checked(p); }), {p + ": checksum mismatch"});
+  fs::remove(p + ".crc32");
+  expect_message(error_of([&] { kt::read_file_checked(p); }),
+                 {p + ": its checksum file summary.json.crc32 is missing (written by another tool, or the writer was killed)"});
+}
+
+namespace {
+// One shard of the tiny pipeline run (filter stage only), made once.
+const fs::path& shard_dir() {
+  static const fs::path dir = [] {
+    kt::RunConfig c = kt::load_config(kPipelineConfig);
+    c.results = (temp_root() / "shared" / "run").string();
+    c.stages = {"filter"};
+    kt::RunOptions o;
+    o.progress = false;
+    o.shard_index = 0;
+    o.shard_count = 2;
+    kt::RunReport r = kt::run_pipeline(c, o);
+    return fs::path(r.dir);
+  }();
+  return dir;
+}
+}  // namespace
+
+TEST(BadStoredResults, RunDirectoryFiles) {
+  const fs::path& shard = shard_dir();
+  ASSERT_TRUE(fs::exists(shard / "run.json")) << shard;
+  ASSERT_TRUE(fs::exists(shard / "run.json.crc32")) << shard;
+  const fs::path d = fresh_dir("copy");
+  fs::copy(shard, d, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  const std::string rj = (d / "run.json").string();
+  const std::string good = slurp(rj);
+  auto plot_error = [&] {
+    kt::RunOptions o;
+    o.progress = false;
+    return error_of([&] { kt::replot(d.string(), o); });
+  };
+  // Edited by hand (checksum no longer matches), checksum file deleted.
+  write_file(rj, good + " ");
+  expect_message(plot_error(), {rj + ": checksum mismatch"});
+  write_file(rj, good);
+  fs::remove(rj + ".crc32");
+  expect_message(plot_error(), {rj + ": its checksum file run.json.crc32 is missing"});
+  // Checksummed but not what a run writes.
+  kt::write_file_checked(rj, "{\"config\": ");
+  expect_message(plot_error(), {rj + ": not valid JSON ("});
+  kt::write_file_checked(rj, "{\"config\": {}}");
+  expect_message(plot_error(), {rj + ": has no 'config' or 'fingerprint'"});
+  json j = json::parse(good);
+  j["config"]["samples"] = "ten";
+  kt::write_file_checked(rj, j.dump());
+  expect_message(plot_error(), {rj + ": config: "});
+  kt::write_file_checked(rj, good);
+  // filter.jsonl: a line that is not a verdict (checksum intact), then none.
+  const std::string fj = (d / "filter.jsonl").string();
+  ASSERT_TRUE(fs::exists(fj));
+  kt::write_file_checked(fj, "{\"id\": \"0\", \"prompt\": 3}\n");
+  expect_message(plot_error(), {fj + ":1: not a filter verdict ("});
+  fs::remove(fj);
+  fs::remove(fj + ".crc32");
+  expect_message(plot_error(), {d.string() + ": no filter.jsonl: run the filter and trace stages first (knowtrace run CONFIG)"});
+}
+
+TEST(BadStoredResults, MergeOfBadDirectories) {
+  if (!have_binary()) GTEST_SKIP() << kBin << " not built";
+  const fs::path& shard = shard_dir();
+  const fs::path cwd = fresh_dir();
+  const std::string into = (cwd / "merged").string();
+  // Not a results directory.
+  fs::create_directories(cwd / "plain");
+  const std::string plain = (cwd / "plain").string();
+  expect_cli_error(run_cli({"merge", plain, "--into", into}, cwd),
+                   {plain + ": no run.json: not a knowtrace results directory"}, "merge plain");
+  // The same shard twice, and a copy of one shard beside it.
+  expect_cli_error(run_cli({"merge", shard.string(), shard.string(), "--into", into}, cwd),
+                   {"merge: " + shard.string() + " is given twice"}, "merge A A");
+  const fs::path copy = cwd / "copy-of-shard-0";
+  fs::copy(shard, copy, fs::copy_options::recursive);
+  expect_cli_error(run_cli({"merge", shard.string(), copy.string(), "--into", into}, cwd),
+                   {"merge: shard 0/2 is given twice (" + copy.string() + ")"}, "merge A copy-of-A");
+  // A shard whose run.json checksum does not match.
+  write_file(copy / "run.json", slurp(copy / "run.json") + "\n");
+  expect_cli_error(run_cli({"merge", copy.string(), "--into", into}, cwd),
+                   {(copy / "run.json").string() + ": checksum mismatch"}, "merge corrupt");
+  fs::remove(copy / "run.json.crc32");
+  expect_cli_error(run_cli({"merge", copy.string(), "--into", into}, cwd),
+                   {(copy / "run.json").string() + ": its checksum file run.json.crc32 is missing"}, "merge no checksum");
+  // `plot` of a directory that is not a results directory.
+  expect_cli_error(run_cli({"plot", plain}, cwd), {plain + ": no run.json: not a knowtrace results directory"}, "plot plain");
+  EXPECT_FALSE(fs::exists(into)) << "a refused merge created --into";
+}
