@@ -65,20 +65,33 @@ struct Fields {
       if (j.contains(k) && !j[k].is_null()) return &j[k];
     return nullptr;
   }
+  // The key of `keys` the file uses (messages name it, not an alias).
+  const char* found_key(std::initializer_list<const char*> keys) const {
+    for (const char* k : keys)
+      if (j.contains(k) && !j[k].is_null()) return k;
+    return *keys.begin();
+  }
+  // "'num_hidden_layers' (or 'n_layer')": every name the field may have.
+  static std::string any_of(std::initializer_list<const char*> keys) {
+    std::string out;
+    size_t i = 0;
+    for (const char* k : keys) out += std::string(i == 0 ? "'" : i == 1 ? " (or '" : ", '") + k + "'", ++i;
+    return i > 1 ? out + ")" : out;
+  }
   int64_t integer(std::initializer_list<const char*> keys, std::optional<int64_t> dflt = std::nullopt) const {
     const json* v = find(keys);
     if (!v) {
       if (dflt) return *dflt;
-      throw Error(path + ": missing field '" + *keys.begin() + "'");
+      throw Error(path + ": missing field " + any_of(keys));
     }
     if (!v->is_number_integer() || v->get<int64_t>() < 0)
-      throw Error(path + ": field '" + *keys.begin() + "' must be a non-negative integer");
+      throw Error(path + ": field '" + found_key(keys) + "' must be a non-negative integer");
     return v->get<int64_t>();
   }
   double number(std::initializer_list<const char*> keys, double dflt) const {
     const json* v = find(keys);
     if (!v) return dflt;
-    if (!v->is_number()) throw Error(path + ": field '" + *keys.begin() + "' must be a number");
+    if (!v->is_number()) throw Error(path + ": field '" + found_key(keys) + "' must be a number");
     return v->get<double>();
   }
   bool boolean(const char* key, bool dflt) const {

@@ -124,6 +124,7 @@ BpeSpec gguf_bpe_spec(const GgufFile& f) {
   if (model != "gpt2")
     f.fail("tokenizer.ggml.model '" + model + "' is not supported yet (supported: gpt2, the byte-level BPE)");
   BpeSpec s;
+  s.source = f.path();  // messages about the vocabulary name the .gguf file
   s.tokens = f.get_string_array("tokenizer.ggml.tokens");
   s.merges = f.get_string_array("tokenizer.ggml.merges");
   s.token_types = f.opt_i32_array("tokenizer.ggml.token_type").value_or(std::vector<int32_t>{});

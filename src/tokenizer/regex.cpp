@@ -30,8 +30,10 @@ struct MatchData {
 Regex::Regex(const std::string& pattern, bool literal) : pattern_(pattern) {
   int err = 0;
   PCRE2_SIZE err_off = 0;
-  uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
-  if (literal) opts |= PCRE2_LITERAL;
+  // PCRE2 refuses PCRE2_UCP together with PCRE2_LITERAL (a literal has no
+  // character classes for UCP to change).
+  uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF;
+  opts |= literal ? PCRE2_LITERAL : PCRE2_UCP;
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                    opts, &err, &err_off, nullptr);
   if (!code) {
