@@ -198,6 +198,7 @@ RunReport merge_runs(const std::vector<std::string>& shard_dirs, const std::stri
   run["status"] = "merged";
   run["merged_from"] = shard_dirs;
   write_file_checked(run_json_path(out_dir), run.dump(2) + "\n");
+  rep.facts = static_cast<int64_t>(verdicts.size());
   rep.kept = static_cast<int64_t>(kept_facts(verdicts, cfg).size());
   rep.noise_level = run.value("noise_level", 0.0);
   aggregate_stage(cfg, out_dir, fp, has_stage(cfg, "plot"), opts, rep);
