@@ -1,9 +1,14 @@
 #include "model/model.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <dlfcn.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "util/error.h"
 
@@ -78,6 +83,103 @@ std::pair<at::Tensor, at::Tensor> Model::rotary_tables(int64_t T) const {
   return {emb.cos().to(opts_.dtype), emb.sin().to(opts_.dtype)};
 }
 
+#if defined(KT_HAVE_DNNL_SGEMM)
+// oneDNN's BLAS-like C entry point (dnnl.h; the header is not always
+// installed with the library libtorch links): row-major C = alpha op(A) op(B) + beta C.
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+#endif
+
+namespace {
+
+// KNOWTRACE_FP32_GEMM: "onednn" (oneDNN's sgemm; the default when built
+// with it), "blas" (at::linear: libtorch's BLAS; the default otherwise) or "split" (the rows split
+// over ATen's OpenMP threads, each a single-threaded BLAS call, so one
+// thread pool runs everything instead of BLAS's own competing with ATen's).
+enum class Fp32Gemm { Blas, OneDnn, Split };
+
+Fp32Gemm fp32_gemm_mode() {
+  static const Fp32Gemm mode = [] {
+    const char* e = std::getenv("KNOWTRACE_FP32_GEMM");
+    const std::string v = e ? e : "";
+#if defined(KT_HAVE_DNNL_SGEMM)
+    if (v != "blas" && v != "split") return Fp32Gemm::OneDnn;  // the default when built with oneDNN
+#endif
+    if (v == "split") {
+      // BLAS single-threaded from here on (OpenBLAS only; others keep theirs).
+      using SetThreads = void (*)(int);
+      if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
+      return Fp32Gemm::Split;
+    }
+    return Fp32Gemm::Blas;
+  }();
+  return mode;
+}
+
+bool use_onednn_fp32() { return fp32_gemm_mode() == Fp32Gemm::OneDnn; }
+
+}  // namespace
+
+const char* fp32_gemm_backend() {
+  switch (fp32_gemm_mode()) {
+    case Fp32Gemm::OneDnn: return "onednn";
+    case Fp32Gemm::Split: return "split";
+    default: return "blas";
+  }
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+#if defined(KT_HAVE_DNNL_SGEMM)
+  // fp32 on the CPU: oneDNN's sgemm (JIT AVX-512 kernels, threaded by the
+  // same OpenMP pool as ATen) instead of libtorch's BLAS, whose own thread
+  // pool competes with ATen's for the cores.
+  if (use_onednn_fp32() && x.device().is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+      w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0) {
+    const int64_t K = w.size(1), N = w.size(0);
+    const at::Tensor wc = w.contiguous();
+    const at::Tensor x2 = x.reshape({-1, K}).contiguous();
+    const int64_t M = x2.size(0);
+    at::Tensor y;
+    float beta = 0.f;
+    if (b.defined()) {
+      // a fresh buffer: expand(...).contiguous() of a one-row output would
+      // be the bias tensor itself, and sgemm writes into it
+      y = at::empty({M, N}, x2.options());
+      y.copy_(b.expand({M, N}));
+      beta = 1.f;
+    } else {
+      y = at::empty({M, N}, x2.options());
+    }
+    const int st = dnnl_sgemm('N', 'T', M, N, K, 1.f, x2.data_ptr<float>(), K, wc.data_ptr<float>(), K, beta,
+                              y.data_ptr<float>(), N);
+    if (st != 0) throw Error("oneDNN sgemm failed (status " + std::to_string(st) + ")");
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = N;
+    return y.view(shape);
+  }
+#endif
+  if (fp32_gemm_mode() == Fp32Gemm::Split && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
+      w.scalar_type() == at::kFloat && w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1)) {
+    const int64_t K = w.size(1), N = w.size(0);
+    const at::Tensor x2 = x.reshape({-1, K}).contiguous();
+    const int64_t M = x2.size(0);
+    const at::Tensor wt = w.t();
+    at::Tensor y = at::empty({M, N}, x2.options());
+    const int64_t grain = std::max<int64_t>(64, (M + at::get_num_threads() - 1) / at::get_num_threads());
+    at::parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
+      at::Tensor out = y.narrow(0, lo, hi - lo);
+      if (b.defined())
+        at::addmm_out(out, b, x2.narrow(0, lo, hi - lo), wt);
+      else
+        at::mm_out(out, x2.narrow(0, lo, hi - lo), wt);
+    });
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = N;
+    return y.view(shape);
+  }
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
 namespace {
 
 // x: [B, heads, T, head_dim]; rotates the first rotary_dim dims.
@@ -97,9 +199,6 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
   return at::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
 
 at::Tensor activate(const at::Tensor& x, Act a) {
   switch (a) {

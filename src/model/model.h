@@ -24,6 +24,15 @@ at::ScalarType parse_dtype(const std::string& s);
 // "cpu" | "cuda" | "cuda:N"; kt::Error otherwise or when CUDA is unavailable.
 at::Device parse_device(const std::string& s);
 
+// The dense layer of every projection: x @ w^T (+ b). float32 on the CPU
+// goes through oneDNN's sgemm when the build found libdnnl (the library
+// libtorch links; faster than Debian libtorch's OpenBLAS here, see
+// docs/PERFORMANCE.md); KNOWTRACE_FP32_GEMM=blas
+// selects libtorch's own BLAS instead. Everything else is at::linear.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+// "onednn", "blas" or "split": which path runs the float32 CPU products.
+const char* fp32_gemm_backend();
+
 class Model {
  public:
   // `path`: a Hugging Face checkpoint directory or a .gguf file.

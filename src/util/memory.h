@@ -1,0 +1,19 @@
+// Process memory figures for reports (`knowtrace bench`, `knowtrace run`).
+// No torch: device memory is reported by the callers that have it.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace kt {
+
+// Peak resident set size of this process so far, in bytes (getrusage
+// ru_maxrss); -1 where the platform does not report it.
+int64_t peak_rss_bytes();
+
+// Current resident set size in bytes (/proc/self/statm); -1 when unknown.
+int64_t current_rss_bytes();
+
+// "1.23 GiB", "456.0 MiB", "789 KiB", "n/a" for a negative value.
+std::string format_bytes(int64_t bytes);
+
+}  // namespace kt
