@@ -22,6 +22,23 @@ size_t st_dtype_size(StDtype t) {
   }
 }
 
+// A name or value from the file as it goes into a one-line message: control
+// characters (a tensor named "a\nb") written as \xNN.
+static std::string printable(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
+      static const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[(c >> 4) & 0xF];
+      out += hex[c & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 static bool parse_dtype(const std::string& s, StDtype* out) {
   static const std::map<std::string, StDtype> m = {
       {"F32", StDtype::F32}, {"F16", StDtype::F16}, {"BF16", StDtype::BF16},
@@ -54,14 +71,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   const uint64_t data_size = size - 8 - header_len;
   for (auto& [name, info] : header.items()) {
     if (name == "__metadata__") continue;
-    const std::string where = path + ": tensor '" + name + "'";
+    const std::string where = path + ": tensor '" + printable(name) + "'";
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
       throw Error(where + ": expected an object with dtype, shape and data_offsets");
     StTensor t;
     t.name = name;
     if (!info["dtype"].is_string()) throw Error(where + ": dtype is not a string");
     t.dtype_name = info["dtype"].get<std::string>();
-    if (!parse_dtype(t.dtype_name, &t.dtype)) throw Error(where + ": unsupported dtype '" + t.dtype_name + "'");
+    if (!parse_dtype(t.dtype_name, &t.dtype)) throw Error(where + ": unsupported dtype '" + printable(t.dtype_name) + "'");
     const json& shape = info["shape"];
     if (!shape.is_array()) throw Error(where + ": shape is not an array");
     uint64_t n = 1;
@@ -112,10 +129,10 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& dir) {
     throw Error(index.string() + ": weight_map: expected an object {tensor: file}");
   std::set<std::string> shard_names;
   for (auto& [name, file] : j["weight_map"].items()) {
-    if (!file.is_string()) throw Error(index.string() + ": weight_map['" + name + "'] is not a file name");
+    if (!file.is_string()) throw Error(index.string() + ": weight_map['" + printable(name) + "'] is not a file name");
     std::string f = file.get<std::string>();
     if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
-      throw Error(index.string() + ": weight_map['" + name + "'] = '" + f + "' is not a plain file name");
+      throw Error(index.string() + ": weight_map['" + printable(name) + "'] = '" + printable(f) + "' is not a plain file name");
     shard_names.insert(f);
   }
   for (const auto& f : shard_names) files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / f).string()));

@@ -123,6 +123,16 @@ TEST(ModelErrors, HeaderPointsOutsideFile) {
   expect_load_error(s.dir, {"model.safetensors", "transformer.h.0.ln_1.weight", "outside"});
 }
 
+// Names and dtypes from the file keep the message on one line (control
+// characters as \xNN). Found by review of tests/fuzz/fuzz_safetensors.
+TEST(ModelErrors, TensorNameWithNewline) {
+  Scratch s;
+  StFile f(s.read("model.safetensors"));
+  f.header["bad\nname"] = {{"dtype", "F32\r"}, {"shape", {1}}, {"data_offsets", {0, 4}}};
+  s.write("model.safetensors", f.bytes());
+  expect_load_error(s.dir, {"model.safetensors", "tensor 'bad\\x0aname'", "unsupported dtype 'F32\\x0d'"});
+}
+
 TEST(ModelErrors, HeaderLengthPastEnd) {
   Scratch s;
   std::string b = s.read("model.safetensors");
