@@ -18,6 +18,7 @@
 # Environment: KNOWTRACE_BIN (default build/knowtrace), PYTHON (python3, for
 # (a)), KT_CT_PYTHON (python for (b); default: python3 if it imports
 # causal_tracer, else the venv bench/setup_venv.sh makes), KNOWTRACE_DATA_DIR.
+# OMP_WAIT_POLICY: PASSIVE for every run unless you set it (see below).
 # OPENBLAS_CORETYPE: the knowtrace run gets SkylakeX unless you set it
 # (OpenBLAS 0.3.21 misdetects this CPU as Prescott; it changes speed, never
 # results). The Python runs use PyTorch's own BLAS and are not affected.
@@ -54,9 +55,14 @@ skip() { [[ ",$SKIP," == *",$1,"* ]]; }
 # The same thread count everywhere: libtorch (knowtrace) and PyTorch read
 # OMP_NUM_THREADS; the Python scripts also call torch.set_num_threads.
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+# Every run gets the same OpenMP wait policy: PASSIVE unless you set one.
+# libgomp's default spins after each parallel region, and on a shared 2-core
+# machine the spinning worker takes the cores from the BLAS / oneDNN threads
+# (knowtrace fast: 65-75 s -> 23-32 s on one fact; see docs/PERFORMANCE.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 COMMON=(--model "$MODEL" --data "$DATA" --samples "$SAMPLES" --window "$WINDOW" --noise "$NOISE" --dtype "$DTYPE" --device "$DEVICE")
 
-echo "python_baselines: $MODEL, $DEVICE, $DTYPE, S=$SAMPLES, W=$WINDOW, noise $NOISE, $THREADS threads;" \
+echo "python_baselines: $MODEL, $DEVICE, $DTYPE, S=$SAMPLES, W=$WINDOW, noise $NOISE, $THREADS threads, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load $(cut -d' ' -f1-3 /proc/loadavg);" \
      "knowtrace fast on $FACTS facts (reference on 1), baselines on $BFACTS; output in $OUTDIR"
 run() {  # run NAME CMD...: stdout -> NAME.json, stderr -> NAME.err, timing printed
   local name="$1"; shift
