@@ -22,9 +22,8 @@ using detail::site_index;
 
 // A sweep allocates and frees tensors of tens to hundreds of MB per layer;
 // glibc serves those with fresh mmap()s, so every one costs page faults and
-// zeroing (kernel page-fault work, ~10 % of CPU samples in a profile). Keep
-// freed memory in the heap
-// instead (KNOWTRACE_MALLOC_TUNE=0 leaves malloc as it is).
+// zeroing (kernel time was 13 % of the CPU samples in a profile). Keep freed
+// memory in the heap instead (KNOWTRACE_MALLOC_TUNE=0 leaves malloc as it is).
 void tune_malloc_once() {
 #if defined(__GLIBC__)
   static const bool done = [] {
