@@ -19,4 +19,7 @@ if [ -z "${KNOWTRACE_DATA_DIR:-}" ] && [ -f ../shared/data/known_1000.json ]; th
 fi
 # OpenBLAS 0.3.21 misdetects this CPU; the core type only changes speed.
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+# Idle OpenMP threads sleep instead of spinning against the BLAS's own
+# threads: 2-3x faster fp32 on a busy 2-core machine (docs/PERFORMANCE.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec "$BUILD_DIR/knowtrace" run "$CONFIG" "$@"

@@ -13,4 +13,7 @@ if [ -z "${KNOWTRACE_DATA_DIR:-}" ] && [ -f ../shared/data/known_1000.json ]; th
 fi
 # OpenBLAS 0.3.21 misdetects this CPU; the core type only changes speed.
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+# ctest -j2 runs two multi-threaded binaries at once: idle OpenMP threads
+# should sleep, not spin (docs/PERFORMANCE.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 cd "$BUILD_DIR" && ctest --output-on-failure -j2 --timeout 600

@@ -10,6 +10,7 @@
 #include "pipeline/config.h"
 #include "pipeline/pipeline.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace kt::cli {
 namespace {
@@ -32,6 +33,7 @@ void print_outcome(const RunReport& r) {
                 (long long)r.facts_reused, (long long)r.trace_errors);
   if (r.aggregated_facts > 0) std::printf("summary  %lld facts -> summary.json, summary.csv\n", (long long)r.aggregated_facts);
   if (!r.figures.empty()) std::printf("figures  %zu files, report.html\n", r.figures.size());
+  std::printf("memory   peak RSS %s\n", format_bytes(peak_rss_bytes()).c_str());
 }
 
 void run_run(const RunArgs& a) {
