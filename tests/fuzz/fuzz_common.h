@@ -67,4 +67,14 @@ inline void check_error(const kt::Error& e) {
     }                                                                                    \
   } while (0)
 
+// Runs `f`, which must return or throw a kt::Error with a one-line message.
+template <class F>
+void expect_error_or_value(F&& f) {
+  try {
+    f();
+  } catch (const kt::Error& e) {
+    check_error(e);
+  }
+}
+
 }  // namespace ktfuzz

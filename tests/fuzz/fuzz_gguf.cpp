@@ -6,19 +6,6 @@
 #include "fuzz_common.h"
 #include "io/gguf.h"
 
-namespace {
-
-template <class F>
-void expect_error_or_value(F&& f) {
-  try {
-    f();
-  } catch (const kt::Error& e) {
-    ktfuzz::check_error(e);
-  }
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = ktfuzz::write_file("model.gguf", data, size);
   try {
@@ -35,22 +22,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       KT_FUZZ_CHECK(f.find(key) == &v);
       (void)v.to_string();
       (void)v.type_name();
-      expect_error_or_value([&] { f.get_u32(key); });
-      expect_error_or_value([&] { f.get_i32(key); });
-      expect_error_or_value([&] { f.get_u64(key); });
-      expect_error_or_value([&] { f.get_i64(key); });
-      expect_error_or_value([&] { f.get_f32(key); });
-      expect_error_or_value([&] { f.get_f64(key); });
-      expect_error_or_value([&] { f.get_bool(key); });
-      expect_error_or_value([&] { f.get_string(key); });
-      expect_error_or_value([&] { f.get_string_array(key); });
-      expect_error_or_value([&] { f.get_i32_array(key); });
-      expect_error_or_value([&] { f.get_u32_array(key); });
-      expect_error_or_value([&] { f.get_f32_array(key); });
-      expect_error_or_value([&] { f.opt_f32_array(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_u32(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_i32(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_u64(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_i64(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_f32(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_f64(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_bool(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_string(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_string_array(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_i32_array(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_u32_array(key); });
+      ktfuzz::expect_error_or_value([&] { f.get_f32_array(key); });
+      ktfuzz::expect_error_or_value([&] { f.opt_f32_array(key); });
     }
-    expect_error_or_value([&] { f.architecture(); });
-    expect_error_or_value([&] { f.require_tensor("token_embd.weight"); });
+    ktfuzz::expect_error_or_value([&] { f.architecture(); });
+    ktfuzz::expect_error_or_value([&] { f.require_tensor("token_embd.weight"); });
     for (const auto& t : f.tensors()) {
       KT_FUZZ_CHECK(f.tensor(t.name) == &t);
       // The bytes lie inside the file.
@@ -60,13 +47,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Keep each run fast (and allocations small: ne[0] may be huge when
       // another dimension is 0).
       if (t.n_elements > (1u << 16) || t.row_length() > (1u << 16)) continue;
-      expect_error_or_value([&] {
+      ktfuzz::expect_error_or_value([&] {
         std::vector<float> all = f.tensor_to_f32(t);
         KT_FUZZ_CHECK(all.size() == t.n_elements);
       });
       const uint64_t rows = t.n_rows();
       if (rows > 0 && t.row_length() > 0) {
-        expect_error_or_value([&] {
+        ktfuzz::expect_error_or_value([&] {
           std::vector<float> last(t.row_length());
           f.tensor_rows_to_f32(t, rows - 1, 1, last.data());
         });

@@ -9,29 +9,20 @@
 
 namespace {
 
-template <class F>
-void expect_error_or_value(F&& f) {
-  try {
-    f();
-  } catch (const kt::Error& e) {
-    ktfuzz::check_error(e);
-  }
-}
-
 void exercise(const kt::NpyArray& a) {
   a.validate("fuzz");
   KT_FUZZ_CHECK(a.data.size() == static_cast<size_t>(a.numel()) * a.itemsize());
-  expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_f32().size() == static_cast<size_t>(a.numel())); });
-  expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_f64().size() == static_cast<size_t>(a.numel())); });
-  expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_i32().size() == static_cast<size_t>(a.numel())); });
-  expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_i64().size() == static_cast<size_t>(a.numel())); });
-  expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_u8().size() == static_cast<size_t>(a.numel())); });
-  expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_bool().size() == static_cast<size_t>(a.numel())); });
-  expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_strings().size() == static_cast<size_t>(a.numel())); });
-  expect_error_or_value([&] { a.item_f64(); });
-  expect_error_or_value([&] { a.item_i64(); });
-  expect_error_or_value([&] { a.item_bool(); });
-  expect_error_or_value([&] { a.item_string(); });
+  ktfuzz::expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_f32().size() == static_cast<size_t>(a.numel())); });
+  ktfuzz::expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_f64().size() == static_cast<size_t>(a.numel())); });
+  ktfuzz::expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_i32().size() == static_cast<size_t>(a.numel())); });
+  ktfuzz::expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_i64().size() == static_cast<size_t>(a.numel())); });
+  ktfuzz::expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_u8().size() == static_cast<size_t>(a.numel())); });
+  ktfuzz::expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_bool().size() == static_cast<size_t>(a.numel())); });
+  ktfuzz::expect_error_or_value([&] { KT_FUZZ_CHECK(a.to_strings().size() == static_cast<size_t>(a.numel())); });
+  ktfuzz::expect_error_or_value([&] { a.item_f64(); });
+  ktfuzz::expect_error_or_value([&] { a.item_i64(); });
+  ktfuzz::expect_error_or_value([&] { a.item_bool(); });
+  ktfuzz::expect_error_or_value([&] { a.item_string(); });
   // What was read can be written again and reads back the same.
   const std::vector<uint8_t> enc = kt::npy_encode(a);
   const kt::NpyArray b = kt::npy_decode(enc.data(), enc.size(), "re-encoded");
