@@ -22,7 +22,10 @@
 
 #include <ATen/ATen.h>
 
+#include "analysis/aggregate.h"
+#include "io/dequant.h"
 #include "io/gguf.h"
+#include "io/npz.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -30,9 +33,12 @@
 #include "pipeline/dataset.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/stages.h"
+#include "report/plots.h"
 #include "tokenizer/tokenizer.h"
 #include "trace/noise.h"
+#include "trace/result_store.h"
 #include "trace/subject.h"
+#include "trace/tracer.h"
 #include "test_support.h"
 #include "util/error.h"
 #include "util/paths.h"
@@ -987,4 +993,505 @@ TEST(BadStoredResults, MergeOfBadDirectories) {
   // `plot` of a directory that is not a results directory.
   expect_cli_error(run_cli({"plot", plain}, cwd), {plain + ": no run.json: not a knowtrace results directory"}, "plot plain");
   EXPECT_FALSE(fs::exists(into)) << "a refused merge created --into";
+}
+
+// =================================================== 14. .npz / .npy container
+
+namespace {
+
+uint16_t get16(const std::string& b, size_t at) { return uint8_t(b[at]) | uint16_t(uint8_t(b[at + 1])) << 8; }
+uint32_t get32(const std::string& b, size_t at) { return get16(b, at) | uint32_t(get16(b, at + 2)) << 16; }
+uint64_t get64(const std::string& b, size_t at) { return get32(b, at) | uint64_t(get32(b, at + 4)) << 32; }
+void set16(std::string& b, size_t at, uint16_t v) {
+  for (int i = 0; i < 2; ++i) b[at + i] = char(v >> (8 * i));
+}
+void set32(std::string& b, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b[at + i] = char(v >> (8 * i));
+}
+void set64(std::string& b, size_t at, uint64_t v) {
+  for (int i = 0; i < 8; ++i) b[at + i] = char(v >> (8 * i));
+}
+std::string le16(uint16_t v) {
+  std::string s(2, '\0');
+  set16(s, 0, v);
+  return s;
+}
+std::string le32(uint32_t v) {
+  std::string s(4, '\0');
+  set32(s, 0, v);
+  return s;
+}
+
+uint32_t crc32_of(const std::string& s) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char ch : s) {
+    c ^= ch;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
+// The bytes of a small npz written by kt::write_npz (arrays "a" and, with
+// `two`, "b": float32 [3]), and where its zip structures lie.
+struct NpzBytes {
+  std::string b;
+  size_t eocd = 0;  // end-of-central-directory record
+  size_t cd = 0;    // first central directory entry
+  explicit NpzBytes(const fs::path& dir, bool two = false, bool zip64 = false) {
+    const std::string p = (dir / "good.npz").string();
+    std::vector<std::pair<std::string, kt::NpyArray>> a = {{"a", kt::NpyArray::from_f32({1, 2, 3})}};
+    if (two) a.emplace_back("b", kt::NpyArray::from_f32({4, 5, 6}));
+    kt::NpzWriteOptions o;
+    o.force_zip64 = zip64;
+    kt::write_npz(p, a, o);
+    b = slurp(p);
+    eocd = b.size() - 22;
+    cd = zip64 ? get64(b, eocd - 20 - 56 + 48) : get32(b, eocd + 16);
+  }
+  size_t cd_entry(size_t i) const {  // offset of central entry i
+    size_t at = cd;
+    for (size_t k = 0; k < i; ++k) at += 46 + get16(b, at + 28) + get16(b, at + 30) + get16(b, at + 32);
+    return at;
+  }
+};
+
+// A one-member zip, every header field given: `data` is what the file holds
+// for the member (stored bytes or a deflate stream).
+std::string one_member_zip(const std::string& name, uint16_t method, uint32_t crc, uint32_t csize, uint32_t usize,
+                           const std::string& data) {
+  std::string local = le32(0x04034b50) + le16(20) + le16(0) + le16(method) + le16(0) + le16(33) + le32(crc) +
+                      le32(csize) + le32(usize) + le16(uint16_t(name.size())) + le16(0) + name + data;
+  std::string cd = le32(0x02014b50) + le16(20) + le16(20) + le16(0) + le16(method) + le16(0) + le16(33) + le32(crc) +
+                   le32(csize) + le32(usize) + le16(uint16_t(name.size())) + le16(0) + le16(0) + le16(0) + le16(0) +
+                   le32(0) + le32(0) + name;
+  std::string end = le32(0x06054b50) + le16(0) + le16(0) + le16(1) + le16(1) + le32(uint32_t(cd.size())) +
+                    le32(uint32_t(local.size())) + le16(0);
+  return local + cd + end;
+}
+
+// A raw deflate stream of one final stored block holding `s`.
+std::string deflate_stored(const std::string& s) {
+  return std::string(1, '\x01') + le16(uint16_t(s.size())) + le16(uint16_t(~s.size())) + s;
+}
+
+// A .npy file with the header dict `dict` (padded as numpy does) and `payload`.
+std::string npy_with_header(std::string dict, const std::string& payload = "") {
+  while ((10 + dict.size() + 1) % 64 != 0) dict += ' ';
+  dict += '\n';
+  return std::string("\x93NUMPY\x01\x00", 8) + le16(uint16_t(dict.size())) + dict + payload;
+}
+
+std::string npz_error(const std::string& path) {
+  return error_of([&] { kt::read_npz(path); });
+}
+
+}  // namespace
+
+TEST(BadNpzContainer, CentralDirectoryAndZip64Records) {
+  const fs::path d = fresh_dir();
+  {  // a name length that runs past the central directory
+    NpzBytes z(d);
+    set16(z.b, z.cd + 28, 200);
+    const std::string p = write_file(d / "cd-truncated.npz", z.b);
+    expect_message(npz_error(p), {p + ": central directory entry 0 is truncated"});
+  }
+  {  // zip64 locator pointing less than a record's length before itself
+    NpzBytes z(d, false, true);
+    const size_t loc = z.eocd - 20;
+    set64(z.b, loc + 8, loc - 10);
+    const std::string p = write_file(d / "loc.npz", z.b);
+    expect_message(npz_error(p), {p + ": corrupt zip64 end-of-central-directory locator"});
+  }
+  {  // zip64 record without its signature
+    NpzBytes z(d, false, true);
+    const size_t rec = get64(z.b, z.eocd - 20 + 8);
+    z.b[rec] = 'X';
+    const std::string p = write_file(d / "rec.npz", z.b);
+    expect_message(npz_error(p), {p + ": corrupt zip64 end-of-central-directory record"});
+  }
+  {  // 0xFFFFFFFF central directory offset, but no zip64 record
+    NpzBytes z(d);
+    set32(z.b, z.eocd + 16, 0xFFFFFFFFu);
+    const std::string p = write_file(d / "no64.npz", z.b);
+    expect_message(npz_error(p), {p + ": corrupt zip archive (zip64 fields without a zip64 record)"});
+  }
+}
+
+TEST(BadNpzContainer, ExtraFields) {
+  const fs::path d = fresh_dir();
+  // force_zip64: the central entry holds a zip64 extra field (id 1, 24 bytes:
+  // usize, csize, offset) right after the name "a.npy".
+  auto extra_at = [](const NpzBytes& z) { return z.cd + 46 + get16(z.b, z.cd + 28); };
+  {
+    NpzBytes z(d, false, true);
+    ASSERT_EQ(get16(z.b, extra_at(z)), 1u);
+    set16(z.b, extra_at(z) + 2, 100);  // longer than the extra field
+    const std::string p = write_file(d / "extra.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': corrupt extra field"});
+  }
+  {
+    NpzBytes z(d, false, true);
+    set16(z.b, extra_at(z) + 2, 8);  // holds usize only, csize is needed too
+    const std::string p = write_file(d / "zip64extra.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': corrupt zip64 extra field"});
+  }
+  {
+    NpzBytes z(d, false, true);
+    set16(z.b, extra_at(z), 0x9999);  // not a zip64 field: the sizes are nowhere
+    const std::string p = write_file(d / "nosizes.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': zip64 sizes missing"});
+  }
+}
+
+TEST(BadNpzContainer, MembersAndLocalHeaders) {
+  const fs::path d = fresh_dir();
+  {  // the second central entry renamed to the first one's name
+    NpzBytes z(d, true);
+    const size_t e1 = z.cd_entry(1);
+    ASSERT_EQ(z.b.substr(e1 + 46, 5), "b.npy");
+    z.b[e1 + 46] = 'a';
+    const std::string p = write_file(d / "twice.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy' appears twice"});
+  }
+  {
+    NpzBytes z(d);
+    set32(z.b, z.cd + 42, uint32_t(z.cd));  // local header at the central directory
+    const std::string p = write_file(d / "lh-oob.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': local header out of bounds"});
+  }
+  {
+    NpzBytes z(d);
+    set16(z.b, 8, 8);  // local header says deflate, central says stored
+    const std::string p = write_file(d / "method.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': local and central headers disagree on the compression method"});
+  }
+  {
+    NpzBytes z(d);
+    z.b[30] = 'x';  // local name "x.npy"
+    const std::string p = write_file(d / "lname.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': local header names another member"});
+  }
+  {
+    NpzBytes z(d);
+    set16(z.b, 26, 6);  // local name length differs
+    const std::string p = write_file(d / "lnlen.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': local header names another member"});
+  }
+  {
+    NpzBytes z(d);
+    set32(z.b, z.cd + 20, 100000), set32(z.b, z.cd + 24, 100000);
+    const std::string p = write_file(d / "data-oob.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': data out of bounds (truncated?)"});
+  }
+  {
+    NpzBytes z(d);
+    set32(z.b, z.cd + 24, get32(z.b, z.cd + 24) + 1);
+    const std::string p = write_file(d / "sizes.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': stored member with differing sizes"});
+  }
+  {  // deflate member claiming 4 GB from a few bytes
+    NpzBytes z(d);
+    set16(z.b, 8, 8), set16(z.b, z.cd + 10, 8);
+    set32(z.b, z.cd + 24, 0xFFFFFFF0u);
+    const std::string p = write_file(d / "implausible.npz", z.b);
+    expect_message(npz_error(p), {p + ": member 'a.npy': implausible uncompressed size 4294967280"});
+  }
+}
+
+TEST(BadNpzContainer, DeflateStreams) {
+  const fs::path d = fresh_dir();
+  const std::vector<uint8_t> enc = kt::npy_encode(kt::NpyArray::from_f32({1, 2, 3}));
+  const std::string npy(enc.begin(), enc.end());
+  const std::string defl = deflate_stored(npy);
+  const uint32_t crc = crc32_of(npy), n = uint32_t(npy.size()), c = uint32_t(defl.size());
+  {  // the hand-made deflate member reads back
+    const std::string p = write_file(d / "good.npz", one_member_zip("a.npy", 8, crc, c, n, defl));
+    const auto arrays = kt::read_npz(p);
+    ASSERT_EQ(arrays.count("a"), 1u);
+    EXPECT_EQ(arrays.at("a").to_f32(), (std::vector<float>{1, 2, 3}));
+  }
+  {
+    const std::string p = write_file(d / "past.npz", one_member_zip("a.npy", 8, crc, c, n - 1, defl));
+    expect_message(npz_error(p), {p + ": member 'a.npy': compressed data inflates past its declared size"});
+  }
+  {
+    const std::string p = write_file(d / "short.npz", one_member_zip("a.npy", 8, crc, c, n + 10, defl));
+    expect_message(npz_error(p), {p + ": member 'a.npy': compressed data inflates to " + std::to_string(n) +
+                                      " bytes, declared " + std::to_string(n + 10)});
+  }
+  {
+    const std::string cut = defl.substr(0, defl.size() - 10);
+    const std::string p = write_file(d / "cut.npz", one_member_zip("a.npy", 8, crc, uint32_t(cut.size()), n, cut));
+    expect_message(npz_error(p), {p + ": member 'a.npy': truncated compressed data"});
+  }
+}
+
+TEST(BadNpzContainer, NpyHeaderDicts) {
+  const fs::path d = fresh_dir();
+  std::string many = "(";
+  for (int i = 0; i < 65; ++i) many += "1, ";
+  many += ")";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{'descr': 3, 'fortran_order': False, 'shape': (3,), }", "'descr' is not a string"},
+      {"{'descr': '<f4' 'fortran_order': False, 'shape': (3,), }", "expected ',' or '}'"},
+      {"{'descr' '<f4', 'fortran_order': False, 'shape': (3,), }", "expected ':'"},
+      {"{descr: '<f4', 'fortran_order': False, 'shape': (3,), }", "expected a quoted string"},
+      {"{'descr': '<f\\4', 'fortran_order': False, 'shape': (3,), }", "unsupported string literal"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", "shape dimension too large"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': " + many + ", }", "too many dimensions"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (3 1), }", "bad shape tuple"},
+  };
+  int i = 0;
+  for (const auto& [dict, what] : cases) {
+    const std::string npy = npy_with_header(dict, std::string(12, '\0'));
+    const std::string p = write_file(d / ("h" + std::to_string(i++) + ".npz"),
+                                     one_member_zip("a.npy", 0, crc32_of(npy), uint32_t(npy.size()), uint32_t(npy.size()), npy));
+    expect_message(npz_error(p), {p + ": member 'a.npy': bad .npy header (" + what + ")"}, dict);
+  }
+}
+
+TEST(BadNpzContainer, WriterArguments) {
+  const fs::path d = fresh_dir();
+  const std::string p = (d / "out.npz").string();
+  kt::NpyArray neg;
+  neg.dtype = "<f4";
+  neg.shape = {-2};
+  expect_message(error_of([&] { kt::write_npz(p, {{"a", neg}}); }),
+                 {p + ": array 'a': invalid shape (negative or overflowing dimension)"});
+  kt::NpyArray huge;
+  huge.dtype = "<f4";
+  huge.shape = {int64_t(1) << 62, int64_t(1) << 62};
+  expect_message(error_of([&] { kt::write_npz(p, {{"a", huge}}); }),
+                 {p + ": array 'a': invalid shape (negative or overflowing dimension)"});
+  expect_message(error_of([&] { kt::NpyArray::from_strings({std::string((size_t(1) << 24) + 1, 'x')}); }),
+                 {"NpyArray::from_strings: string too long"});
+  kt::npz_detail::ZipMember m;  // empty name
+  expect_message(error_of([&] { kt::npz_detail::write_zip_stored(p, {m}); }), {p + ": invalid zip member name length"});
+  m.name = std::string(0xFFFF, 'n');
+  expect_message(error_of([&] { kt::npz_detail::write_zip_stored(p, {m}); }), {p + ": invalid zip member name length"});
+  EXPECT_FALSE(fs::exists(p));
+}
+
+// =================================================== 13. stored trace files
+
+namespace {
+
+// A stored trace as the trace stage writes it (tokens "A", "B", "C", subject
+// [0, 1), 3 x 2 scores); `edit` changes arrays first.
+std::string write_trace(const fs::path& file, const std::string& fingerprint,
+                        const std::function<void(std::map<std::string, kt::NpyArray>&)>& edit = nullptr) {
+  std::map<std::string, kt::NpyArray> a = {
+      {"fingerprint", kt::NpyArray::scalar_string(fingerprint)},
+      {"prompt", kt::NpyArray::scalar_string("A B C")},
+      {"subject", kt::NpyArray::scalar_string("A")},
+      {"input_ids", kt::NpyArray::from_i64({1, 2, 3})},
+      {"input_tokens", kt::NpyArray::from_strings({"A", " B", " C"})},
+      {"subject_range", kt::NpyArray::from_i64({0, 1})},
+      {"answer", kt::NpyArray::scalar_string(" D")},
+      {"answer_id", kt::NpyArray::scalar_i64(4)},
+      {"high_score", kt::NpyArray::scalar_f64(0.9)},
+      {"low_score", kt::NpyArray::scalar_f64(0.1)},
+      {"correct_prediction", kt::NpyArray::scalar_bool(true)},
+      {"scores", kt::NpyArray::from_f64({.1, .2, .3, .4, .5, .6}, {3, 2})},
+      {"mediator", kt::NpyArray::scalar_string("hidden")},
+      {"window", kt::NpyArray::scalar_i64(10)},
+  };
+  if (edit) edit(a);
+  std::vector<std::pair<std::string, kt::NpyArray>> v(a.begin(), a.end());
+  kt::write_npz(file.string(), v);
+  return file.string();
+}
+
+const std::string kFp = R"({"model":"m","samples":10})";
+
+}  // namespace
+
+TEST(BadStoredTraces, GoodTraceReadsBack) {
+  const fs::path d = fresh_dir();
+  const std::string p = write_trace(d / "0_hidden.npz", kFp);
+  EXPECT_NO_THROW(kt::read_trace_npz(p, kFp));
+  EXPECT_NO_THROW(kt::pipeline::read_trace_record(p, "0", kFp));
+}
+
+TEST(BadStoredTraces, Fingerprints) {
+  const fs::path d = fresh_dir();
+  const std::string bad = write_trace(d / "bad.npz", "{not json");
+  expect_message(error_of([&] { kt::read_trace_npz(bad, kFp); }),
+                 {bad + ": stored fingerprint is not valid JSON; the result will not be reused"});
+  // Every current key agrees; the stored one has one more.
+  const std::string extra = write_trace(d / "extra.npz", R"({"model":"m","samples":10,"old":1})");
+  expect_message(error_of([&] { kt::read_trace_npz(extra, kFp); }), {extra + ": stored fingerprint differs from the current settings"});
+  // At the aggregate stage: names the key (the stage adds "; left out of the summary").
+  const std::string other = write_trace(d / "other.npz", R"({"model":"m","samples":3})");
+  expect_message(error_of([&] { kt::pipeline::read_trace_record(other, "0", kFp); }),
+                 {other + ": stored with a different 'samples' (stored 3, now 10)"});
+}
+
+TEST(BadStoredTraces, ArrayShapes) {
+  const fs::path d = fresh_dir();
+  const std::string range3 =
+      write_trace(d / "range3.npz", kFp, [](auto& a) { a["subject_range"] = kt::NpyArray::from_i64({0, 1, 2}); });
+  expect_message(error_of([&] { kt::read_trace_npz(range3, kFp); }), {range3 + ": subject_range must hold 2 values"});
+  expect_message(error_of([&] { kt::pipeline::read_trace_record(range3, "0", kFp); }),
+                 {range3 + ": 'subject_range' is not a token range of the prompt"});
+  const std::string flat =
+      write_trace(d / "flat.npz", kFp, [](auto& a) { a["scores"] = kt::NpyArray::from_f64({.1, .2, .3, .4, .5, .6}); });
+  expect_message(error_of([&] { kt::read_trace_npz(flat, kFp); }), {flat + ": scores must be 2-dimensional"});
+  expect_message(error_of([&] { kt::pipeline::read_trace_record(flat, "0", kFp); }), {flat + ": 'scores' must be 2-dimensional"});
+  const std::string tokens =
+      write_trace(d / "tokens.npz", kFp, [](auto& a) { a["input_tokens"] = kt::NpyArray::from_strings({"A", " B"}); });
+  expect_message(error_of([&] { kt::pipeline::read_trace_record(tokens, "0", kFp); }), {tokens + ": 2 input_tokens for 3 rows of scores"});
+  for (const auto& r : std::vector<std::vector<int64_t>>{{2, 5}, {1, 1}, {-1, 1}}) {
+    const std::string outside =
+        write_trace(d / "outside.npz", kFp, [&](auto& a) { a["subject_range"] = kt::NpyArray::from_i64(r); });
+    expect_message(error_of([&] { kt::pipeline::read_trace_record(outside, "0", kFp); }),
+                   {outside + ": 'subject_range' is not a token range of the prompt"});
+  }
+}
+
+// =================================================== 15-16. aggregation and outputs
+
+TEST(BadAggregateInputs, EmptyRecordAndUncreatableDirectory) {
+  kt::TraceRecord r;
+  r.fact_id = "7";
+  r.mediator = "hidden";
+  r.n_tokens = 0, r.n_layers = 4;
+  expect_message(error_of([&] { kt::aggregate({r}, "hidden", kt::parse_scheme("rome6")); }),
+                 {"trace record '7' (hidden): needs n_tokens > 0 and n_layers > 0, got 0 x 4"});
+  const fs::path d = fresh_dir();
+  write_file(d / "file", "x");
+  const std::string p = (d / "file" / "sub" / "summary.json").string();
+  expect_message(error_of([&] { kt::write_file_atomic(p, "{}"); }), {p + ": cannot create its directory ("});
+}
+
+// =================================================== 4. GGUF API, 11-12. trace inputs
+
+TEST(BadGgufFile, ByteSizeOfUnknownType) {
+  expect_message(error_of([] { kt::ggml_nbytes(static_cast<kt::GgmlType>(9999), 32); }),
+                 {"ggml ", "9999", " is not a known tensor type"});
+}
+
+TEST(BadTraceInputs, UnresolvedNoiseAndUncoveredSubject) {
+  auto model = kt::Model::load((kModels / "gpt2").string());
+  kt::TraceSettings s;
+  s.samples = 1, s.window = 1;
+  s.noise = kt::parse_noise("s3");
+  expect_message(error_of([&] { kt::validate_fact(*model, "The Eiffel Tower is in", "The Eiffel Tower", s); }),
+                 {"noise 's3' must be resolved to a number before tracing"});
+  // Tokens that cover no text (as BOS does): the subject is in the prompt, no token covers it.
+  kt::Encoding enc;
+  enc.ids = {0, 1};
+  enc.offsets = {{0, 0}, {0, 0}};
+  expect_message(error_of([&] { kt::subject_token_range(enc, "Paris is", "Paris"); }),
+                 {"subject 'Paris': no tokens cover it in prompt 'Paris is'"});
+}
+
+TEST(BadTraceInputs, RunWithSubjectNoiseAndNoFacts) {
+  const fs::path d = fresh_dir();
+  const std::string data = write_file(d / "facts.json", R"([{"known_id": 1, "prompt": "", "subject": "A", "attribute": "B"}])");
+  kt::RunConfig c = kt::load_config(kPipelineConfig);
+  c.results = (d / "run").string();
+  c.dataset = data;
+  c.noise = "s3";
+  kt::RunOptions o;
+  o.progress = false;
+  expect_message(error_of([&] { kt::run_pipeline(c, o); }), {"key 'noise': 's3' needs subjects, and the data set has none"});
+}
+
+// =================================================== 10. bench
+
+TEST(BadCommandLine, BenchFacts) {
+  if (!have_binary()) GTEST_SKIP() << kBin << " not built";
+  const fs::path cwd = fresh_dir();
+  const std::string model = (kModels / "gpt2").string();
+  expect_cli_error(run_cli({"bench", "--model", model}, cwd, "env -u KNOWTRACE_DATA_DIR"),
+                   {"bench: no facts: give a config, --data FILE, or set KNOWTRACE_DATA_DIR to the folder of known_1000.json"},
+                   "bench without facts");
+  const std::string bad = write_file(cwd / "bad.json", "{\"facts\": [1, 2");
+  expect_cli_error(run_cli({"bench", "--model", model, "--data", bad}, cwd),
+                   {bad + ": neither a JSON list nor JSONL (one JSON object per line)"}, "bench --data bad.json");
+  const std::string none = write_file(cwd / "none.json", R"([{"known_id": 1, "prompt": "", "subject": "A", "attribute": "B"}])");
+  expect_cli_error(run_cli({"bench", "--model", model, "--data", none}, cwd), {"bench: " + none + " holds no usable facts"},
+                   "bench --data none.json");
+}
+
+TEST(BadGgufFile, MetadataOverMemoryBudget) {
+  // One uint8 array whose elements, one GgufValue each, need more than 512 MiB
+  // while the file (a byte per element) is a few MiB.
+  const uint64_t count = (uint64_t(512) << 20) / sizeof(kt::GgufValue) + 1;
+  Raw raw(0, 1);
+  raw.str("big").u32(9).u32(0).u64(count);
+  raw.pad(raw.b.size() + count);
+  const std::string p = write_file(fresh_dir() / "big.gguf", raw.b);
+  expect_message(error_of([&] { kt::GgufFile f(p); }),
+                 {p + ": metadata would need more than 512 MiB of memory (at 'big'); the file is corrupt or hostile"});
+}
+
+TEST(BadPlotInputs, NoLayersAndUncreatableFigureDirectory) {
+  if (!kt::plots_available()) GTEST_SKIP() << "built without cairo";
+  const std::vector<kt::ImageFormat> png = {kt::parse_image_format("png")};
+  const fs::path d = fresh_dir();
+  kt::MediatorSummary s;
+  s.mediator = "mlp";
+  s.n_layers = 0;
+  s.categories.resize(1);
+  s.categories[0].name = "last_token";
+  expect_message(error_of([&] { kt::plot_average_heatmap(s, (d / "avg").string(), png); }),
+                 {"average heatmap of 'mlp': no layers"});
+  write_file(d / "file", "x");
+  kt::TraceRecord r;
+  r.fact_id = "0", r.mediator = "hidden", r.prompt = "A", r.subject = "A", r.answer = " B";
+  r.tokens = {"A"};
+  r.n_tokens = 1, r.n_layers = 1, r.scores = {0.5};
+  r.subject_begin = 0, r.subject_end = 1;
+  const std::string parent = (d / "file" / "figs").string();
+  expect_message(error_of([&] { kt::plot_fact_heatmap(r, parent + "/fact", png); }),
+                 {parent + ": cannot create directory ("});
+}
+
+TEST(BadStoredTraces, RunTraceStoredForAnotherPrompt) {
+  const fs::path d = fresh_dir();
+  kt::RunConfig c = kt::load_config(kPipelineConfig);
+  c.results = (d / "run").string();
+  c.stages = {"filter", "trace"};
+  c.mediators = {"hidden"};
+  c.limit = 1;
+  kt::RunOptions o;
+  o.progress = false;
+  const kt::RunReport first = kt::run_pipeline(c, o);
+  std::vector<fs::path> traces;
+  for (const auto& e : fs::directory_iterator(fs::path(first.dir) / "traces"))
+    if (e.path().extension() == ".npz") traces.push_back(e.path());
+  ASSERT_EQ(traces.size(), 1u) << first.dir;
+  const std::string p = traces[0].string();
+  auto arrays = kt::read_npz(p);
+  arrays["prompt"] = kt::NpyArray::scalar_string("Another prompt altogether");
+  kt::write_npz(p, std::vector<std::pair<std::string, kt::NpyArray>>(arrays.begin(), arrays.end()));
+  const kt::RunReport again = kt::run_pipeline(c, o);
+  std::string notes;
+  for (const auto& n : again.notes) notes += n + "\n";
+  EXPECT_NE(notes.find(p + ": stored for another prompt or subject; recomputing"), std::string::npos) << notes;
+  EXPECT_NE(kt::read_trace_npz(p).prompt, "Another prompt altogether") << "not recomputed";
+}
+
+// The bundled data/facts_default.json is looked for next to the config, in
+// the current folder and in the folder above the executable's: a copy of the
+// binary in a temporary folder finds it nowhere.
+TEST(BadDataset, BundledFactSetNotFound) {
+  if (!have_binary()) GTEST_SKIP() << kBin << " not built";
+  const fs::path cwd = fresh_dir();
+  fs::create_directories(cwd / "bin");
+  fs::copy_file(kBin, cwd / "bin" / "knowtrace");
+  fs::permissions(cwd / "bin" / "knowtrace", fs::perms::owner_all, fs::perm_options::add);
+  const std::string cfg = write_file(cwd / "cfg.yaml", "model: " + (kModels / "gpt2").string() + "\ndataset: default\n");
+  const std::string cmd = "cd " + shell_quote(cwd.string()) + " && timeout 120 bin/knowtrace run " + shell_quote(cfg) +
+                          " --results out >/dev/null 2>cli.stderr </dev/null";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = slurp(cwd / "cli.stderr");
+  expect_cli_error(r,
+                   {cfg + ":2: key 'dataset': the bundled fact set data/facts_default.json was not found next to the "
+                          "config, in the current folder or beside the executable; give a data set path instead"},
+                   "dataset: default");
 }
