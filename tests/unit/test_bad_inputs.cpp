@@ -57,6 +57,7 @@ const std::string kPipelineConfig = kSrc + "/tests/fixtures/pipeline/gpt2-tiny.y
 
 // ------------------------------------------------------------------ helpers
 
+using kt_test::error_of;
 using kt_test::temp_root;
 using kt_test::write_file;
 
@@ -79,21 +80,6 @@ fs::path copy_dir(const fs::path& from, const std::string& tag) {
 std::string slurp(const fs::path& p) { return kt::read_text_file(p.string()); }
 json read_json(const fs::path& p) { return json::parse(slurp(p)); }
 
-// The message of the kt::Error `f` throws; "" (and a test failure) when it
-// throws nothing.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const kt::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not a kt::Error: " << e.what();
-    return std::string("<std::exception> ") + e.what();
-  }
-  ADD_FAILURE() << "expected a kt::Error, nothing was thrown";
-  return "";
-}
 
 // A one-line message holding every needle.
 void expect_message(const std::string& m, const std::vector<std::string>& needles, const std::string& label = "") {

@@ -52,14 +52,19 @@ inline std::string write_file(const fs::path& p, const std::string& text) {
   return p.string();
 }
 
-// The message of the kt::Error `f` throws ("" when it throws nothing).
+// The message of the kt::Error `f` throws; "" and a test failure when it
+// throws nothing or another exception (bad input must give a kt::Error).
 template <class F>
 std::string error_of(F&& f) {
   try {
     f();
   } catch (const kt::Error& e) {
     return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a kt::Error: " << e.what();
+    return std::string("<std::exception> ") + e.what();
   }
+  ADD_FAILURE() << "expected a kt::Error, nothing was thrown";
   return "";
 }
 
