@@ -245,6 +245,18 @@ double expected_cost(const Model& model, const Verdict& v) {
   return from * (from + 1) / 2 + n;
 }
 
+// The facts of `facts` that share `index` of `parts` gets when they are
+// split by expected cost (every process computes the same split).
+std::vector<const Verdict*> own_share(const Model& model, const std::vector<const Verdict*>& facts, int parts, int index) {
+  std::vector<double> costs;
+  for (const Verdict* v : facts) costs.push_back(expected_cost(model, *v));
+  const std::vector<int> share = split_by_cost(costs, parts);
+  std::vector<const Verdict*> own;
+  for (size_t i = 0; i < facts.size(); ++i)
+    if (share[i] == index) own.push_back(facts[i]);
+  return own;
+}
+
 // What a rank reports to rank 0 after its share of the trace stage.
 std::string rank_outcome(const RunReport& r, const std::vector<FactError>& errors) {
   json e = json::array();
@@ -358,32 +370,30 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
       if (it != stored_by_id.end() && it->second->same_fact(f)) ++rep.filter_reused;
       else need.push_back(f);
     }
-    std::map<std::string, Verdict> computed;
+    // Fresh verdicts plus the stored ones still valid, in the data set's order.
+    auto with_stored = [&](const std::vector<Verdict>& fresh) {
+      std::map<std::string, const Verdict*> now;
+      for (const auto& v : fresh) now[v.id] = &v;
+      std::vector<Verdict> all;
+      for (const auto& f : data.facts) {
+        if (auto c = now.find(f.id); c != now.end()) all.push_back(*c->second);
+        else if (auto s = stored_by_id.find(f.id); s != stored_by_id.end() && s->second->same_fact(f)) all.push_back(*s->second);
+      }
+      return all;
+    };
+    std::vector<Verdict> computed;
     if (!need.empty()) {
       Progress progress("filter", static_cast<int64_t>(need.size()), "facts", opts.progress);
       const size_t n_errors = errors.size();
-      // Stored verdicts plus those computed so far, in the data set's order.
-      auto store = [&](const std::vector<Verdict>& fresh) {
-        std::map<std::string, const Verdict*> now;
-        for (const auto& v : fresh) now[v.id] = &v;
-        std::vector<Verdict> all;
-        for (const auto& f : data.facts) {
-          if (auto c = now.find(f.id); c != now.end()) all.push_back(*c->second);
-          else if (auto s = stored_by_id.find(f.id); s != stored_by_id.end() && s->second->same_fact(f)) all.push_back(*s->second);
-        }
-        write_verdicts(filter_path, all);
-      };
-      for (auto& v : compute_verdicts(*model, need, progress, errors, store)) computed[v.id] = std::move(v);
+      computed = compute_verdicts(*model, need, progress, errors,
+                                  [&](const std::vector<Verdict>& fresh) { write_verdicts(filter_path, with_stored(fresh)); });
       if (stop_requested()) rep.interrupted = true;
       else progress.finish();
       rep.filter_computed = static_cast<int64_t>(computed.size());
       rep.filter_errors = static_cast<int64_t>(errors.size() - n_errors);
       if (errors.size() > n_errors) write_errors(errors_path, errors);
     }
-    for (const auto& f : data.facts) {
-      if (auto c = computed.find(f.id); c != computed.end()) verdicts.push_back(c->second);
-      else if (auto s = stored_by_id.find(f.id); s != stored_by_id.end() && s->second->same_fact(f)) verdicts.push_back(*s->second);
-    }
+    verdicts = with_stored(computed);
     if (!computed.empty() || verdicts.size() != stored.size() || !fs::exists(filter_path + ".crc32"))
       write_verdicts(filter_path, verdicts);
     if (rep.interrupted) filter_status = "interrupted";
@@ -417,66 +427,49 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   } else if (has_stage(cfg, "trace")) {
     // A shard owns a fixed part of the kept facts (its directory is its own).
     std::vector<const Verdict*> mine;
-    if (sharded) {
-      std::vector<double> costs;
-      for (const auto& v : kept) costs.push_back(expected_cost(*model, v));
-      const std::vector<int> share = split_by_cost(costs, opts.shard_count);
-      for (size_t i = 0; i < kept.size(); ++i)
-        if (share[i] == opts.shard_index) mine.push_back(&kept[i]);
-    } else {
-      for (const auto& v : kept) mine.push_back(&v);
-    }
-    struct Todo {
-      const Verdict* v;
-      std::vector<Mediator> missing;
-    };
-    std::vector<Todo> todo;
-    for (const Verdict* vp : mine) {
-      const Verdict& v = *vp;
-      Todo t{&v, {}};
+    for (const auto& v : kept) mine.push_back(&v);
+    if (sharded) mine = own_share(*model, mine, opts.shard_count, opts.shard_index);
+    // A fact is to do when any of its files is missing or unusable.
+    std::vector<const Verdict*> todo;
+    for (const Verdict* v : mine) {
+      bool complete = true;
       for (Mediator m : st.mediators) {
-        const std::string path = trace_file_name(traces, v.id, m);
+        const std::string path = trace_file_name(traces, v->id, m);
         if (!fs::exists(path)) {
-          t.missing.push_back(m);
+          complete = false;
           continue;
         }
         try {
           FactTrace f = read_trace_npz(path, fp);
-          if (f.prompt != v.prompt || f.subject != v.subject) throw Error(path + ": stored for another prompt or subject");
+          if (f.prompt != v->prompt || f.subject != v->subject) throw Error(path + ": stored for another prompt or subject");
         } catch (const std::exception& e) {
           if (root) {
             std::string msg = e.what();
             note(rep, msg.substr(0, msg.find('\n')) + "; recomputing");
           }
           ++rep.traces_invalid;
-          t.missing.push_back(m);
+          complete = false;
         }
       }
-      if (t.missing.empty()) ++rep.facts_reused;
-      else todo.push_back(std::move(t));
+      if (complete) ++rep.facts_reused;
+      else todo.push_back(v);
     }
     if (ranks) {
       // Every rank has looked at the stored files before any writes; the
       // facts still to do are split by expected cost (same split everywhere).
       cluster_barrier();
-      std::vector<double> costs;
-      for (const auto& t : todo) costs.push_back(expected_cost(*model, *t.v));
-      const std::vector<int> share = split_by_cost(costs, cl.size);
-      std::vector<Todo> own;
-      for (size_t i = 0; i < todo.size(); ++i)
-        if (share[i] == cl.rank) own.push_back(std::move(todo[i]));
-      todo = std::move(own);
+      todo = own_share(*model, todo, cl.size, cl.rank);
     }
     if (rep.facts_reused > 0 && root)
       std::fprintf(stderr, "trace: %lld facts already stored, %zu to trace%s\n", (long long)rep.facts_reused, todo.size(),
                    ranks ? " on rank 0" : "");
     Progress progress("trace", static_cast<int64_t>(todo.size()), "facts", opts.progress && root);
-    for (const Todo& t : todo) {
+    for (const Verdict* vp : todo) {
       if (stop_requested()) {
         rep.interrupted = true;
         break;
       }
-      const Verdict& v = *t.v;
+      const Verdict& v = *vp;
       // A fact is always traced whole, even when only one of its files is
       // missing: the fast engine batches the mediators together, and the
       // same batch gives the same bits (a resumed run equals an unbroken one).
