@@ -55,10 +55,7 @@ def main():
                    code=3)
     version = getattr(causal_tracer, "__version__", "?")
     from rome_reference import names
-    kinds = args.kinds.split(",")
-    for k in kinds:
-        if k not in KINDS:
-            common.die(f"unknown kind {k!r}; causal-tracer has: {', '.join(KINDS)}")
+    kinds = common.choices(args.kinds, KINDS, "causal-tracer kind")
     data, facts = common.load_facts(args.data, args.facts)
 
     t0 = time.perf_counter()

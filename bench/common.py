@@ -25,6 +25,15 @@ def die(msg, code=2):
     sys.exit(code)
 
 
+def choices(text, known, what):
+    """A comma-separated list, each item one of `known` (else exit with a message)."""
+    items = text.split(",")
+    for item in items:
+        if item not in known:
+            die(f"unknown {what} {item!r}; known: {', '.join(known)}")
+    return items
+
+
 def add_common_args(p):
     p.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face checkpoint directory or .gguf file")
     p.add_argument("--data", default=None,

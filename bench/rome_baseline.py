@@ -54,10 +54,7 @@ def main():
         from rome_reference import MEDIATORS, Tracer, find_token_range
     except ImportError as e:
         common.die(f"cannot import tests/reference/rome_reference.py: {e}")
-    mediators = MEDIATORS if not args.mediators else args.mediators.split(",")
-    for m in mediators:
-        if m not in MEDIATORS:
-            common.die(f"unknown mediator {m!r}; known: {', '.join(MEDIATORS)}")
+    mediators = MEDIATORS if not args.mediators else common.choices(args.mediators, MEDIATORS, "mediator")
     data, facts = common.load_facts(args.data, args.facts)
 
     t0 = time.perf_counter()
