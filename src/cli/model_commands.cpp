@@ -92,6 +92,10 @@ void run_inspect(const ModelArgs& ma) {
               (long long)c.vocab_size, (long long)c.max_positions, (long long)c.rotary_dim, c.rope_theta,
               c.rope_scaling.type.empty() ? "" : (", scaling " + c.rope_scaling.type).c_str(), c.norm_eps,
               c.tie_embeddings ? "yes" : "no", c.parallel_block ? "yes" : "no");
+  const Tokenizer& tok = model->tokenizer();
+  std::printf("tokenizer    %s, %zu tokens (bos %s, eos %s)\n", tok.kind().c_str(), tok.vocab_size(),
+              tok.bos_id() ? std::to_string(*tok.bos_id()).c_str() : "none",
+              tok.eos_id() ? std::to_string(*tok.eos_id()).c_str() : "none");
   std::printf("sites (%zu):\n", all_sites(c).size());
   for (const Site& s : all_sites(c)) std::printf("  %s\n", site_name(c, s).c_str());
 }

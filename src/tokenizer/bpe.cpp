@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "tokenizer/byte_level.h"
+#include "tokenizer/utf8.h"
 
 namespace kt::tok {
 
@@ -20,23 +21,17 @@ uint64_t pair_key(int32_t a, int32_t b) {
 
 BpeModel::BpeModel(std::vector<std::string> tokens,
                    const std::vector<std::pair<std::string, std::string>>& merges,
-                   bool ignore_merges, std::optional<int32_t> unk_id, bool fuse_unk)
-    : tokens_(std::move(tokens)), ignore_merges_(ignore_merges), unk_id_(unk_id),
-      fuse_unk_(fuse_unk) {
+                   const BpeOptions& opts)
+    : WordModel(std::move(tokens), opts.spelling), opts_(opts) {
   const auto& alpha = ByteLevelAlphabet::get();
-  raw_.resize(tokens_.size());
-  by_text_.reserve(tokens_.size());
-  by_raw_.reserve(tokens_.size());
-  for (size_t id = 0; id < tokens_.size(); ++id) {
-    const std::string& t = tokens_[id];
-    if (t.empty()) continue;
-    by_text_.emplace(t, static_cast<int32_t>(id));
-    auto raw = alpha.decode(t);
-    raw_[id] = raw ? *raw : t;
-    by_raw_.emplace(raw_[id], static_cast<int32_t>(id));
+  if (opts_.spelling == Spelling::ByteLevel) {
+    by_raw_.reserve(tokens_.size());
+    for (size_t id = 0; id < tokens_.size(); ++id)
+      if (!tokens_[id].empty()) by_raw_.emplace(raw_[id], static_cast<int32_t>(id));
   }
   for (int b = 0; b < 256; ++b) {
-    auto it = by_text_.find(alpha.char_of(static_cast<uint8_t>(b)));
+    auto it = opts_.spelling == Spelling::ByteLevel ? by_text_.find(alpha.char_of(static_cast<uint8_t>(b)))
+                                                    : by_text_.end();
     byte_id_[b] = it == by_text_.end() ? -1 : it->second;
   }
   merges_.reserve(merges.size());
@@ -56,17 +51,12 @@ BpeModel::BpeModel(std::vector<std::string> tokens,
   }
 }
 
-std::optional<int32_t> BpeModel::find(const std::string& byte_level_text) const {
-  auto it = by_text_.find(byte_level_text);
-  if (it == by_text_.end()) return std::nullopt;
-  return it->second;
-}
-
 void BpeModel::tokenize(std::string_view word, std::vector<BpePiece>& out) const {
   if (word.empty()) return;
-  if (ignore_merges_) {
-    auto it = by_raw_.find(std::string(word));
-    if (it != by_raw_.end()) {
+  if (opts_.ignore_merges) {
+    const auto& whole = opts_.spelling == Spelling::ByteLevel ? by_raw_ : by_text_;
+    auto it = whole.find(std::string(word));
+    if (it != whole.end()) {
       out.push_back({it->second, 0, static_cast<uint32_t>(word.size())});
       return;
     }
@@ -92,31 +82,73 @@ void BpeModel::tokenize(std::string_view word, std::vector<BpePiece>& out) const
   cache_.emplace(std::move(key), std::move(result));
 }
 
-void BpeModel::merge_word(std::string_view word, std::vector<BpePiece>& out) const {
-  // Symbols start as single bytes, linked in a list; merges consume the right
-  // neighbour (len 0 marks a consumed symbol).
-  struct Sym {
-    int32_t id;
-    int32_t prev, next;
-    uint32_t begin, end;
-  };
-  std::vector<Sym> syms;
+void BpeModel::initial_symbols(std::string_view word, std::vector<Sym>& syms) const {
   syms.reserve(word.size());
-  for (size_t i = 0; i < word.size(); ++i) {
-    int32_t id = byte_id_[static_cast<unsigned char>(word[i])];
-    if (id < 0) {
-      // Byte missing from the vocabulary: the unknown token, or nothing.
-      if (!unk_id_) continue;
-      if (fuse_unk_ && !syms.empty() && syms.back().id == *unk_id_ &&
-          syms.back().end == static_cast<uint32_t>(i)) {
-        syms.back().end = static_cast<uint32_t>(i + 1);
-        continue;
-      }
-      id = *unk_id_;
-    }
+  auto push = [&](int32_t id, size_t b, size_t e) {
     int32_t n = static_cast<int32_t>(syms.size());
-    syms.push_back({id, n - 1, n + 1, static_cast<uint32_t>(i), static_cast<uint32_t>(i + 1)});
+    syms.push_back({id, n - 1, n + 1, static_cast<uint32_t>(b), static_cast<uint32_t>(e)});
+  };
+  if (opts_.spelling == Spelling::ByteLevel) {
+    for (size_t i = 0; i < word.size(); ++i) {
+      int32_t id = byte_id_[static_cast<unsigned char>(word[i])];
+      if (id < 0) {
+        // Byte missing from the vocabulary: the unknown token, or nothing.
+        if (!opts_.unk_id) continue;
+        if (opts_.fuse_unk && !syms.empty() && syms.back().id == *opts_.unk_id &&
+            syms.back().end == static_cast<uint32_t>(i)) {
+          syms.back().end = static_cast<uint32_t>(i + 1);
+          continue;
+        }
+        id = *opts_.unk_id;
+      }
+      push(id, i, i + 1);
+    }
+    return;
   }
+  // Pieces: one symbol per character; a character missing from the
+  // vocabulary becomes its byte pieces (all must exist) or the unknown
+  // token. As in Hugging Face, a pending unknown token is emitted only when
+  // the next known character (or the end) comes, after any byte pieces.
+  const std::string w(word);
+  std::optional<std::pair<size_t, size_t>> unk;  // its byte range
+  auto flush_unk = [&] {
+    if (unk) push(*opts_.unk_id, unk->first, unk->second);
+    unk.reset();
+  };
+  auto has_byte_pieces = [&](size_t b, size_t e) {
+    for (size_t k = b; k < e; ++k)
+      if (byte_piece_[static_cast<unsigned char>(w[k])] < 0) return false;
+    return true;
+  };
+  std::string ch;
+  for (size_t i = 0; i < w.size();) {
+    size_t len = utf8_seq_len(w, i);
+    if (!len) len = 1;  // an ill-formed byte stands alone
+    ch.assign(w, i, len);
+    auto it = by_text_.find(ch);
+    if (it != by_text_.end()) {
+      flush_unk();
+      push(it->second, i, i + len);
+    } else if (opts_.byte_fallback && has_byte_pieces(i, i + len)) {
+      for (size_t k = i; k < i + len; ++k) push(byte_piece_[static_cast<unsigned char>(w[k])], k, k + 1);
+    } else if (opts_.unk_id) {
+      if (unk && opts_.fuse_unk) {
+        unk->second = i + len;
+      } else {
+        flush_unk();
+        unk = std::make_pair(i, i + len);
+      }
+    }
+    i += len;
+  }
+  flush_unk();
+}
+
+void BpeModel::merge_word(std::string_view word, std::vector<BpePiece>& out) const {
+  // Symbols (bytes or characters) are linked in a list; merges consume the
+  // right neighbour (an empty range marks a consumed symbol).
+  std::vector<Sym> syms;
+  initial_symbols(word, syms);
   if (syms.empty()) return;
   syms.back().next = -1;
 

@@ -1,5 +1,7 @@
-// The byte-level BPE model: turns one pre-token (raw bytes) into vocabulary
-// ids by applying ranked merges. Private to src/tokenizer.
+// The BPE model of tokenizer.json: turns one pre-token into vocabulary ids by
+// applying ranked merges, starting from bytes (byte-level BPE: GPT-2,
+// Llama-3, Qwen2) or from characters with "<0xXX>" byte fallback
+// (SentencePiece-style BPE: Llama 2, Mistral, Gemma). Private to src/tokenizer.
 #pragma once
 #include <cstdint>
 #include <mutex>
@@ -10,48 +12,42 @@
 #include <utility>
 #include <vector>
 
+#include "tokenizer/vocab.h"
+
 namespace kt::tok {
 
-struct BpePiece {
-  int32_t id;
-  uint32_t begin, end;  // byte range within the pre-token
+struct BpeOptions {
+  Spelling spelling = Spelling::ByteLevel;
+  bool byte_fallback = false;  // Pieces: a character missing from the vocabulary -> its byte pieces
+  bool ignore_merges = false;  // a pre-token that is itself a token is emitted whole
+  std::optional<int32_t> unk_id;
+  bool fuse_unk = false;
 };
 
-class BpeModel {
+class BpeModel : public WordModel {
  public:
-  // `tokens[id]` is the byte-level text of each id ("" for unused ids).
-  // `merges` are (left, right) byte-level texts, highest priority first.
-  // Throws std::invalid_argument naming the offending entry ("merges[12]: ...")
-  // on a merge whose parts or result are not in the vocabulary.
+  // `tokens[id]` is the text of each id ("" for unused ids); `merges` are
+  // (left, right) token texts, highest priority first. Throws
+  // std::invalid_argument naming the offending entry ("merges[12]: ...") on a
+  // merge whose parts or result are not in the vocabulary.
   BpeModel(std::vector<std::string> tokens,
-           const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges,
-           std::optional<int32_t> unk_id, bool fuse_unk);
+           const std::vector<std::pair<std::string, std::string>>& merges, const BpeOptions& opts);
 
-  BpeModel(const BpeModel&) = delete;
-  BpeModel& operator=(const BpeModel&) = delete;
-
-  // Appends the tokens of one pre-token (raw bytes) to `out`.
-  void tokenize(std::string_view word, std::vector<BpePiece>& out) const;
-
-  size_t size() const { return tokens_.size(); }
-  const std::string& token(int32_t id) const { return tokens_[static_cast<size_t>(id)]; }
-  // Raw bytes of a token: the byte-level alphabet reversed (or the text
-  // itself when it is not byte-level text, as Hugging Face's decoder does).
-  const std::string& raw(int32_t id) const { return raw_[static_cast<size_t>(id)]; }
-  std::optional<int32_t> find(const std::string& byte_level_text) const;
+  void tokenize(std::string_view word, std::vector<BpePiece>& out) const override;
 
  private:
+  struct Sym {
+    int32_t id;
+    int32_t prev, next;
+    uint32_t begin, end;
+  };
+  void initial_symbols(std::string_view word, std::vector<Sym>& syms) const;
   void merge_word(std::string_view word, std::vector<BpePiece>& out) const;
 
-  std::vector<std::string> tokens_;
-  std::vector<std::string> raw_;
-  std::unordered_map<std::string, int32_t> by_text_;  // byte-level text -> id
-  std::unordered_map<std::string, int32_t> by_raw_;   // raw bytes -> id
+  std::unordered_map<std::string, int32_t> by_raw_;  // raw bytes -> id (byte-level ignore_merges)
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // pair -> (rank, new id)
-  int32_t byte_id_[256];
-  bool ignore_merges_;
-  std::optional<int32_t> unk_id_;
-  bool fuse_unk_;
+  int32_t byte_id_[256];  // byte-level: id of each byte's character
+  BpeOptions opts_;
 
   // Per-word cache (results of merge_word with begin/end relative to the word).
   mutable std::mutex cache_mu_;

@@ -11,6 +11,7 @@
 
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/utf8.h"
 #include "util/error.h"
 #include "util/paths.h"
 
@@ -113,31 +114,6 @@ std::string join(const std::string& dir, const std::string& name) {
   return dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
-[[noreturn]] void sentencepiece_unsupported(const Ctx& ctx, const std::string& field) {
-  ctx.fail(field,
-           "SentencePiece-style BPE (byte_fallback / Metaspace) is not supported yet; "
-           "only byte-level BPE tokenizers can be loaded");
-}
-
-// Whether any pre-tokenizer / normalizer in `j` is SentencePiece-flavoured.
-bool mentions_metaspace(const json& j) {
-  if (j.is_object()) {
-    auto t = j.find("type");
-    if (t != j.end() && t->is_string() && *t == "Metaspace") return true;
-    if (t != j.end() && t->is_string() && (*t == "Replace" || *t == "Prepend")) {
-      std::string s = j.dump();
-      if (s.find("\xE2\x96\x81") != std::string::npos || s.find("\\u2581") != std::string::npos)
-        return true;
-    }
-    for (auto& [k, v] : j.items())
-      if (mentions_metaspace(v)) return true;
-  } else if (j.is_array()) {
-    for (const auto& v : j)
-      if (mentions_metaspace(v)) return true;
-  }
-  return false;
-}
-
 SplitBehavior parse_behavior(const Ctx& ctx, const json& obj, const std::string& field) {
   auto it = obj.find("behavior");
   if (it == obj.end() || it->is_null()) return SplitBehavior::Isolated;
@@ -162,8 +138,48 @@ std::shared_ptr<const Regex> compile(const Ctx& ctx, const std::string& pattern,
   }
 }
 
+// {"String": s} or {"Regex": r} of a Replace / Split, compiled.
+std::shared_ptr<const Regex> parse_pattern(const Ctx& ctx, const json& j, const char* key,
+                                           const std::string& field) {
+  const json& pat = ctx.object(j, key, field);
+  if (pat.contains("Regex"))
+    return compile(ctx, ctx.string(pat, "Regex", field + ".Regex"), false, field + ".Regex");
+  if (pat.contains("String")) {
+    std::string s = ctx.string(pat, "String", field + ".String");
+    if (s.empty()) ctx.fail(field + ".String", "empty pattern");
+    return compile(ctx, s, true, field + ".String");
+  }
+  ctx.fail(field, "expected {\"Regex\": ...} or {\"String\": ...}");
+}
+
+// Metaspace's replacement character and prepend scheme, shared by the
+// pre-tokenizer and the decoder of that name. Older files have
+// add_prefix_space instead of prepend_scheme.
+std::string metaspace_replacement(const Ctx& ctx, const json& j, const std::string& field) {
+  std::string r = "\xE2\x96\x81";
+  if (j.contains("replacement") && !j["replacement"].is_null()) r = ctx.string(j, "replacement", field + ".replacement");
+  if (r.empty()) ctx.fail(field + ".replacement", "expected one character, got an empty string");
+  return r;
+}
+
+PrependScheme metaspace_scheme(const Ctx& ctx, const json& j, const std::string& field) {
+  auto it = j.find("prepend_scheme");
+  if (it != j.end() && !it->is_null()) {
+    if (!it->is_string()) ctx.expected(field + ".prepend_scheme", "\"always\", \"first\" or \"never\"", *it);
+    const std::string v = it->get<std::string>();
+    if (v == "always") return PrependScheme::Always;
+    if (v == "first") return PrependScheme::First;
+    if (v == "never") return PrependScheme::Never;
+    ctx.fail(field + ".prepend_scheme", "unknown scheme \"" + v + "\" (expected always, first or never)");
+  }
+  return ctx.flag(j, "add_prefix_space", field + ".add_prefix_space", true) ? PrependScheme::Always
+                                                                           : PrependScheme::Never;
+}
+
+// The pre-tokenizer steps; Metaspace's rewrite of spaces is a text change,
+// so it goes to the normalizer steps (it must come before any split).
 void parse_pre_tokenizer(const Ctx& ctx, const json& j, const std::string& field,
-                         std::vector<PreStep>& steps, bool& byte_level) {
+                         std::vector<PreStep>& steps, std::vector<NormStep>& norm, bool& byte_level) {
   if (j.is_null()) return;
   if (!j.is_object()) ctx.expected(field, "an object or null", j);
   const std::string type = ctx.string(j, "type", field + ".type");
@@ -172,7 +188,7 @@ void parse_pre_tokenizer(const Ctx& ctx, const json& j, const std::string& field
     if (!list.is_array()) ctx.expected(field + ".pretokenizers", "an array", list);
     for (size_t i = 0; i < list.size(); ++i)
       parse_pre_tokenizer(ctx, list[i], field + ".pretokenizers[" + std::to_string(i) + "]", steps,
-                          byte_level);
+                          norm, byte_level);
   } else if (type == "ByteLevel") {
     PreStep st;
     st.kind = PreStep::Kind::ByteLevel;
@@ -186,17 +202,7 @@ void parse_pre_tokenizer(const Ctx& ctx, const json& j, const std::string& field
   } else if (type == "Split") {
     PreStep st;
     st.kind = PreStep::Kind::Split;
-    const json& pat = ctx.object(j, "pattern", field + ".pattern");
-    if (pat.contains("Regex")) {
-      st.regex = compile(ctx, ctx.string(pat, "Regex", field + ".pattern.Regex"), false,
-                         field + ".pattern.Regex");
-    } else if (pat.contains("String")) {
-      std::string s = ctx.string(pat, "String", field + ".pattern.String");
-      if (s.empty()) ctx.fail(field + ".pattern.String", "empty pattern");
-      st.regex = compile(ctx, s, true, field + ".pattern.String");
-    } else {
-      ctx.fail(field + ".pattern", "expected {\"Regex\": ...} or {\"String\": ...}");
-    }
+    st.regex = parse_pattern(ctx, j, "pattern", field + ".pattern");
     st.behavior = parse_behavior(ctx, j, field + ".behavior");
     st.invert = ctx.flag(j, "invert", field + ".invert", false);
     steps.push_back(st);
@@ -209,32 +215,99 @@ void parse_pre_tokenizer(const Ctx& ctx, const json& j, const std::string& field
     st.behavior = SplitBehavior::Isolated;
     steps.push_back(st);
   } else if (type == "Metaspace") {
-    sentencepiece_unsupported(ctx, field + ".type");
+    if (!steps.empty())
+      ctx.fail(field, "Metaspace after another pre-tokenizer is not supported (it must come first)");
+    NormStep ms;
+    ms.kind = NormStep::Kind::Metaspace;
+    ms.content = metaspace_replacement(ctx, j, field);
+    ms.scheme = metaspace_scheme(ctx, j, field);
+    norm.push_back(ms);
+    if (ctx.flag(j, "split", field + ".split", true)) {
+      PreStep st;
+      st.kind = PreStep::Kind::Split;
+      st.regex = compile(ctx, ms.content, true, field + ".replacement");
+      st.behavior = SplitBehavior::MergedWithNext;
+      steps.push_back(st);
+    }
   } else {
     ctx.fail(field + ".type", "unsupported pre-tokenizer \"" + type +
-                                  "\" (supported: ByteLevel, Split, Digits, Sequence)");
+                                  "\" (supported: ByteLevel, Metaspace, Split, Digits, Sequence)");
   }
 }
 
-Normalizer parse_normalizer(const Ctx& ctx, const json& j, const std::string& field) {
-  if (j.is_null()) return Normalizer::None;
+void parse_normalizer(const Ctx& ctx, const json& j, const std::string& field, std::vector<NormStep>& steps) {
+  if (j.is_null()) return;
   if (!j.is_object()) ctx.expected(field, "an object or null", j);
   const std::string type = ctx.string(j, "type", field + ".type");
-  if (type == "NFC") return Normalizer::NFC;
-  if (type == "Sequence") {
+  NormStep st;
+  if (type == "NFC" || type == "NFKC") {
+    st.kind = type == "NFC" ? NormStep::Kind::NFC : NormStep::Kind::NFKC;
+  } else if (type == "Prepend") {
+    st.kind = NormStep::Kind::Prepend;
+    st.content = ctx.string(j, "prepend", field + ".prepend");
+  } else if (type == "Replace") {
+    st.kind = NormStep::Kind::Replace;
+    st.pattern = parse_pattern(ctx, j, "pattern", field + ".pattern");
+    st.content = ctx.string(j, "content", field + ".content");
+  } else if (type == "Sequence") {
     const json& list = ctx.member(j, "normalizers", field + ".normalizers");
     if (!list.is_array()) ctx.expected(field + ".normalizers", "an array", list);
-    Normalizer n = Normalizer::None;
-    for (size_t i = 0; i < list.size(); ++i) {
-      Normalizer m = parse_normalizer(ctx, list[i], field + ".normalizers[" + std::to_string(i) + "]");
-      if (m != Normalizer::None) {
-        if (n != Normalizer::None) ctx.fail(field, "more than one normalizer is not supported");
-        n = m;
-      }
-    }
-    return n;
+    for (size_t i = 0; i < list.size(); ++i)
+      parse_normalizer(ctx, list[i], field + ".normalizers[" + std::to_string(i) + "]", steps);
+    return;
+  } else {
+    ctx.fail(field + ".type", "unsupported normalizer \"" + type +
+                                  "\" (supported: NFC, NFKC, Prepend, Replace, Sequence)");
   }
-  ctx.fail(field + ".type", "unsupported normalizer \"" + type + "\" (supported: NFC)");
+  steps.push_back(std::move(st));
+}
+
+// The decoder of a SentencePiece-style tokenizer (byte-level ones map their
+// tokens back to bytes and need none).
+void parse_decoder(const Ctx& ctx, const json& j, const std::string& field, std::vector<DecodeStep>& steps) {
+  if (j.is_null()) return;
+  if (!j.is_object()) ctx.expected(field, "an object or null", j);
+  const std::string type = ctx.string(j, "type", field + ".type");
+  DecodeStep st;
+  if (type == "Sequence") {
+    const json& list = ctx.member(j, "decoders", field + ".decoders");
+    if (!list.is_array()) ctx.expected(field + ".decoders", "an array", list);
+    for (size_t i = 0; i < list.size(); ++i)
+      parse_decoder(ctx, list[i], field + ".decoders[" + std::to_string(i) + "]", steps);
+    return;
+  } else if (type == "Replace") {
+    st.kind = DecodeStep::Kind::Replace;
+    st.pattern = parse_pattern(ctx, j, "pattern", field + ".pattern");
+    st.content = ctx.string(j, "content", field + ".content");
+  } else if (type == "ByteFallback") {
+    st.kind = DecodeStep::Kind::ByteFallback;
+  } else if (type == "Fuse") {
+    st.kind = DecodeStep::Kind::Fuse;
+  } else if (type == "Strip") {
+    st.kind = DecodeStep::Kind::Strip;
+    const std::string c = ctx.string(j, "content", field + ".content");
+    const size_t l = c.empty() ? 0 : utf8_seq_len(c, 0);
+    if (!l || l != c.size()) ctx.fail(field + ".content", "expected one character, got \"" + c + "\"");
+    st.ch = decode_utf8(c, 0, l);
+    for (auto [key, out] : {std::pair<const char*, size_t*>{"start", &st.start}, {"stop", &st.stop}}) {
+      const std::string f = field + "." + key;
+      const json& v = ctx.member(j, key, f);
+      if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
+        ctx.expected(f, "a non-negative integer", v);
+      *out = static_cast<size_t>(std::min<uint64_t>(v.get<uint64_t>(), 1u << 20));
+    }
+  } else if (type == "Metaspace") {
+    st.kind = DecodeStep::Kind::Metaspace;
+    st.content = metaspace_replacement(ctx, j, field);
+    st.scheme = metaspace_scheme(ctx, j, field);
+  } else if (type == "ByteLevel") {
+    ctx.fail(field + ".type", "a ByteLevel decoder needs a ByteLevel pre_tokenizer, and there is none");
+  } else {
+    ctx.fail(field + ".type", "unsupported decoder \"" + type +
+                                  "\" for a SentencePiece-style tokenizer (supported: Replace, ByteFallback, "
+                                  "Fuse, Strip, Metaspace, Sequence)");
+  }
+  steps.push_back(std::move(st));
 }
 
 struct PostInfo {
@@ -338,15 +411,11 @@ Tokenizer Tokenizer::from_hf_dir(const std::string& dir) {
     }
     if (mtype != "BPE")
       ctx.fail("model.type", "unsupported tokenizer model \"" + mtype +
-                                 "\" (only byte-level BPE is supported)");
-    if (ctx.flag(model, "byte_fallback", "model.byte_fallback", false) ||
-        mentions_metaspace(root.value("pre_tokenizer", json())) ||
-        mentions_metaspace(root.value("normalizer", json())))
-      sentencepiece_unsupported(ctx, "model");
+                                 "\" (supported: BPE, byte-level or SentencePiece-style)");
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
       auto it = model.find(key);
       if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()))
-        ctx.fail(std::string("model.") + key, "not supported (byte-level BPE has none)");
+        ctx.fail(std::string("model.") + key, "not supported (decoder-only models' BPE has none)");
     }
 
     const json& vocab = ctx.member(model, "vocab", "model.vocab");
@@ -406,8 +475,20 @@ Tokenizer Tokenizer::from_hf_dir(const std::string& dir) {
         unk = f->second;
       }
     }
-    const bool ignore_merges = ctx.flag(model, "ignore_merges", "model.ignore_merges", false);
-    const bool fuse_unk = ctx.flag(model, "fuse_unk", "model.fuse_unk", false);
+    BpeOptions opts;
+    opts.ignore_merges = ctx.flag(model, "ignore_merges", "model.ignore_merges", false);
+    opts.fuse_unk = ctx.flag(model, "fuse_unk", "model.fuse_unk", false);
+    opts.byte_fallback = ctx.flag(model, "byte_fallback", "model.byte_fallback", false);
+    opts.unk_id = unk;
+
+    // -- normalizer, pre-tokenizer (they decide how tokens spell bytes) ------------
+    parse_normalizer(ctx, root.value("normalizer", json()), "normalizer", impl->norm_steps);
+    bool byte_level = false;
+    parse_pre_tokenizer(ctx, root.value("pre_tokenizer", json()), "pre_tokenizer", impl->pre_steps,
+                        impl->norm_steps, byte_level);
+    if (byte_level && opts.byte_fallback)
+      ctx.fail("model.byte_fallback", "byte fallback with a ByteLevel pre-tokenizer (every byte is a token already)");
+    opts.spelling = byte_level ? Spelling::ByteLevel : Spelling::Pieces;
 
     // -- added tokens ----------------------------------------------------------
     if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
@@ -430,21 +511,17 @@ Tokenizer Tokenizer::from_hf_dir(const std::string& dir) {
     }
 
     try {
-      impl->model = std::make_unique<BpeModel>(std::move(tokens), merges, ignore_merges, unk,
-                                               fuse_unk);
+      impl->model = std::make_unique<BpeModel>(std::move(tokens), merges, opts);
     } catch (const std::invalid_argument& e) {
       // BpeModel reports "merges[i]: problem".
       throw Error(one_line(tok_path + ": model." + e.what()));
     }
 
-    // -- normalizer, pre-tokenizer, post-processor ---------------------------------
-    impl->normalizer = parse_normalizer(ctx, root.value("normalizer", json()), "normalizer");
-    bool byte_level = false;
-    parse_pre_tokenizer(ctx, root.value("pre_tokenizer", json()), "pre_tokenizer", impl->pre_steps,
-                        byte_level);
-    if (!byte_level)
-      ctx.fail("pre_tokenizer",
-               "no ByteLevel pre-tokenizer: only byte-level BPE tokenizers are supported");
+    // -- decoder, post-processor ------------------------------------------------------
+    impl->byte_level = byte_level;
+    if (!byte_level) parse_decoder(ctx, root.value("decoder", json()), "decoder", impl->decoder);
+    impl->kind = byte_level ? "byte-level BPE" : opts.byte_fallback ? "SentencePiece-style BPE (byte fallback)"
+                                                                   : "SentencePiece-style BPE";
     PostInfo post;
     parse_post(ctx, root.value("post_processor", json()), "post_processor", post);
     impl->trim_offsets = post.trim_offsets;

@@ -11,7 +11,7 @@ namespace kt::tok {
 // crosses a cluster boundary, so every output byte can be traced back to
 // the input bytes of the cluster it came from.
 void nfc_normalize(const std::string& text, size_t begin, size_t end, std::string& out,
-                   std::vector<std::pair<size_t, size_t>>& align) {
+                   std::vector<std::pair<size_t, size_t>>& align, bool compat) {
   out.clear();
   align.clear();
   const auto* s = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
@@ -45,7 +45,8 @@ void nfc_normalize(const std::string& text, size_t begin, size_t end, std::strin
   for (const Cluster& c : clusters) {
     utf8proc_uint8_t* res = nullptr;
     utf8proc_ssize_t n = c.valid ? utf8proc_map(s + c.b, static_cast<utf8proc_ssize_t>(c.e - c.b), &res,
-                                                static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE))
+                                                static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE |
+                                                                              (compat ? UTF8PROC_COMPAT : 0)))
                                  : -1;
     if (n < 0 || (static_cast<size_t>(n) == c.e - c.b && std::equal(res, res + n, s + c.b))) {
       // Unchanged: each byte keeps its own character's range.

@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "tokenizer/byte_level.h"
-#include "tokenizer/nfc.h"
+#include "tokenizer/spm.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
@@ -275,19 +275,14 @@ std::vector<Tokenizer::Impl::Segment> Tokenizer::Impl::split_added(const std::st
 void Tokenizer::Impl::encode_segment(const std::string& text, size_t begin, size_t end,
                                      Encoding& enc, std::vector<int32_t>& lead,
                                      std::vector<int32_t>& trail) const {
-  // Normalized text and, for each of its bytes, the input bytes it came from
-  // (identity when there is no normalizer).
-  std::string ntext;
-  std::vector<std::pair<size_t, size_t>> align;
-  if (normalizer == Normalizer::NFC) {
-    nfc_normalize(text, begin, end, ntext, align);
-  } else {
-    ntext.assign(text, begin, end - begin);
-  }
-  const bool identity = align.empty();
+  // Normalized text and, for each of its bytes, the input bytes it came from.
+  Normalized norm;
+  normalize(norm_steps, text, begin, end, begin == 0, norm);
+  const std::string& ntext = norm.text;
+  const bool identity = norm.align.empty();
   auto orig = [&](size_t k) -> std::pair<size_t, size_t> {
     if (identity) return {begin + k, begin + k + 1};
-    return align[k];
+    return norm.align[k];
   };
 
   std::vector<Piece> pieces{{0, static_cast<uint32_t>(ntext.size()), false}}, next;
@@ -328,7 +323,7 @@ void Tokenizer::Impl::encode_segment(const std::string& text, size_t begin, size
           }
         } else {
           ob = oe = begin + 0;  // nothing follows: empty range
-          if (!identity && !align.empty()) ob = oe = align.back().second;
+          if (!identity) ob = oe = norm.align.back().second;
           if (identity) ob = oe = end;
         }
         real_b = 1;
@@ -395,18 +390,32 @@ Encoding Tokenizer::Impl::encode(const std::string& text, bool add_special) cons
 }
 
 std::string Tokenizer::Impl::decode(const std::vector<int32_t>& ids, bool skip_special) const {
-  std::string raw;
+  // Ids outside the vocabulary are skipped, as Hugging Face does.
+  if (byte_level) {
+    std::string raw;
+    for (int32_t id : ids) {
+      auto it = added_by_id.find(id);
+      if (it != added_by_id.end()) {
+        const AddedToken& t = added[it->second];
+        if (!(skip_special && t.special)) raw += t.content;
+      } else if (id >= 0 && static_cast<size_t>(id) < model->size()) {
+        raw += model->raw(id);
+      }
+    }
+    return utf8_lossy(raw);
+  }
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
   for (int32_t id : ids) {
     auto it = added_by_id.find(id);
     if (it != added_by_id.end()) {
       const AddedToken& t = added[it->second];
-      if (!(skip_special && t.special)) raw += t.content;
-      continue;
+      if (!(skip_special && t.special)) tokens.push_back(t.content);
+    } else if (id >= 0 && static_cast<size_t>(id) < model->size()) {
+      tokens.push_back(model->token(id));
     }
-    // Ids outside the vocabulary are skipped, as Hugging Face does.
-    if (id >= 0 && static_cast<size_t>(id) < model->size()) raw += model->raw(id);
   }
-  return utf8_lossy(raw);
+  return utf8_lossy(decode_tokens(decoder, std::move(tokens)));
 }
 
 std::string Tokenizer::Impl::token_text(int32_t id) const {
@@ -434,14 +443,17 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
 }
 std::string Tokenizer::token_text(int32_t id) const { return impl_->token_text(id); }
 size_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
+const std::string& Tokenizer::kind() const { return impl_->kind; }
 std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
 std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
 
 Tokenizer Tokenizer::from_spec(const BpeSpec& spec) {
   const std::string src = spec.source.empty() ? std::string("tokenizer spec") : spec.source;
-  if (spec.kind == BpeSpec::Kind::SentencePieceBpe)
-    throw Error(src + ": tokenizer model: SentencePiece-style BPE is not supported yet");
+  const bool spm = spec.kind == BpeSpec::Kind::SentencePieceBpe;
   if (spec.tokens.empty()) throw Error(src + ": tokens: the vocabulary is empty");
+  if (spm && spec.scores.size() != spec.tokens.size())
+    throw Error(src + ": scores: expected " + std::to_string(spec.tokens.size()) +
+                " entries (one per token), got " + std::to_string(spec.scores.size()));
   if (!spec.token_types.empty() && spec.token_types.size() != spec.tokens.size())
     throw Error(src + ": token_types: expected " + std::to_string(spec.tokens.size()) +
                 " entries, got " + std::to_string(spec.token_types.size()));
@@ -453,13 +465,15 @@ Tokenizer Tokenizer::from_spec(const BpeSpec& spec) {
   };
   check_id(spec.bos_id, "bos_id");
   check_id(spec.eos_id, "eos_id");
+  check_id(spec.unk_id, "unk_id");
 
   auto impl = std::make_unique<Impl>();
-  // Control (3) and user-defined (4) tokens, and the listed special ids, are
-  // matched in the raw text; their text is stored as is (not byte-level).
+  // Control (3) and user-defined (4) tokens -- and for SentencePiece the
+  // unknown token (2) --, and the listed special ids, are matched in the raw
+  // text; their text is stored as is (not byte-level).
   std::vector<char> kind(spec.tokens.size(), 0);  // 0 normal, 1 special, 2 user-defined
   for (size_t i = 0; i < spec.token_types.size(); ++i) {
-    if (spec.token_types[i] == 3) kind[i] = 1;
+    if (spec.token_types[i] == 3 || (spm && spec.token_types[i] == 2)) kind[i] = 1;
     if (spec.token_types[i] == 4) kind[i] = 2;
   }
   for (int32_t id : spec.special_ids) {
@@ -475,47 +489,74 @@ Tokenizer Tokenizer::from_spec(const BpeSpec& spec) {
     t.special = kind[i] == 1;
     impl->added.push_back(std::move(t));
   }
-  std::vector<std::pair<std::string, std::string>> merges;
-  merges.reserve(spec.merges.size());
-  for (size_t i = 0; i < spec.merges.size(); ++i) {
-    const std::string& m = spec.merges[i];
-    size_t sp = m.find(' ');
-    if (sp == std::string::npos || sp == 0 || sp + 1 >= m.size() ||
-        m.find(' ', sp + 1) != std::string::npos)
-      throw Error(src + ": merges[" + std::to_string(i) + "]: expected \"left right\", got \"" + m +
-                  "\"");
-    merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
-  }
-  bool ignore_merges = spec.ignore_merges.value_or(spec.pattern == SplitPattern::Llama3);
-  try {
-    impl->model = std::make_unique<BpeModel>(std::move(tokens), merges, ignore_merges,
-                                             std::nullopt, false);
-  } catch (const std::invalid_argument& e) {
-    throw Error(src + ": " + e.what());
-  }
-
-  PreStep split;
-  split.kind = PreStep::Kind::Split;
-  split.behavior = SplitBehavior::Isolated;
-  switch (spec.pattern) {
-    case SplitPattern::Gpt2:
-      split.regex = shared_regex(kGpt2Pattern);
-      break;
-    case SplitPattern::Llama3:
-      split.regex = shared_regex(kLlama3Pattern);
-      break;
-    case SplitPattern::Qwen2:
-      split.regex = shared_regex(kQwen2Pattern);
-      break;
-    case SplitPattern::SmolLM: {
-      PreStep digits = split;
-      digits.regex = shared_regex(R"(\p{N})");
-      impl->pre_steps.push_back(digits);
-      split.regex = shared_regex(kGpt2Pattern);
-      break;
+  if (spm) {
+    // llama.cpp's SPM text handling: each text segment gets a "▁" in front
+    // when add_space_prefix, spaces become "▁", the whole segment is one word.
+    const std::string meta = "\xE2\x96\x81";
+    if (spec.add_space_prefix) impl->norm_steps.push_back({NormStep::Kind::Prepend, nullptr, meta});
+    impl->norm_steps.push_back({NormStep::Kind::Replace, shared_regex(" ", true), meta});
+    impl->model = std::make_unique<SpmModel>(std::move(tokens), spec.scores, spec.unk_id);
+    impl->byte_level = false;
+    // What llama.cpp's detokenizer does, as Hugging Face decoder steps.
+    DecodeStep rep;
+    rep.kind = DecodeStep::Kind::Replace;
+    rep.pattern = shared_regex(meta, true);
+    rep.content = " ";
+    impl->decoder.push_back(rep);
+    impl->decoder.push_back({DecodeStep::Kind::ByteFallback});
+    impl->decoder.push_back({DecodeStep::Kind::Fuse});
+    if (spec.add_space_prefix) {
+      DecodeStep strip;
+      strip.kind = DecodeStep::Kind::Strip;
+      strip.start = 1;
+      impl->decoder.push_back(strip);
     }
+    impl->kind = "SentencePiece (piece scores, llama.cpp's rule)";
+  } else {
+    std::vector<std::pair<std::string, std::string>> merges;
+    merges.reserve(spec.merges.size());
+    for (size_t i = 0; i < spec.merges.size(); ++i) {
+      const std::string& m = spec.merges[i];
+      size_t sp = m.find(' ');
+      if (sp == std::string::npos || sp == 0 || sp + 1 >= m.size() ||
+          m.find(' ', sp + 1) != std::string::npos)
+        throw Error(src + ": merges[" + std::to_string(i) + "]: expected \"left right\", got \"" + m +
+                    "\"");
+      merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
+    }
+    bool ignore_merges = spec.ignore_merges.value_or(spec.pattern == SplitPattern::Llama3);
+    try {
+      BpeOptions opts;
+      opts.ignore_merges = ignore_merges;
+      impl->model = std::make_unique<BpeModel>(std::move(tokens), merges, opts);
+    } catch (const std::invalid_argument& e) {
+      throw Error(src + ": " + e.what());
+    }
+
+    PreStep split;
+    split.kind = PreStep::Kind::Split;
+    split.behavior = SplitBehavior::Isolated;
+    switch (spec.pattern) {
+      case SplitPattern::Gpt2:
+        split.regex = shared_regex(kGpt2Pattern);
+        break;
+      case SplitPattern::Llama3:
+        split.regex = shared_regex(kLlama3Pattern);
+        break;
+      case SplitPattern::Qwen2:
+        split.regex = shared_regex(kQwen2Pattern);
+        break;
+      case SplitPattern::SmolLM: {
+        PreStep digits = split;
+        digits.regex = shared_regex(R"(\p{N})");
+        impl->pre_steps.push_back(digits);
+        split.regex = shared_regex(kGpt2Pattern);
+        break;
+      }
+    }
+    impl->pre_steps.push_back(split);
+    impl->kind = "byte-level BPE";
   }
-  impl->pre_steps.push_back(split);
   impl->bos = spec.bos_id;
   impl->eos = spec.eos_id;
   if (spec.add_bos && spec.bos_id) impl->prefix_ids.push_back(*spec.bos_id);

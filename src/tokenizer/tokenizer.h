@@ -2,10 +2,11 @@
 //
 // One class serves every checkpoint format: it is built either from a
 // Hugging Face tokenizer.json (+ tokenizer_config.json) or from a plain
-// BpeSpec (which the GGUF loader fills from its metadata). The byte-level
-// BPE model (GPT-2, Llama-3, Qwen2, SmolLM2) is implemented; a
-// SentencePiece-style BPE (metaspace + byte fallback: Llama 2, Mistral,
-// Gemma) is a second Model kind beside it.
+// BpeSpec (which the GGUF loader fills from its metadata). Models: byte-level
+// BPE (GPT-2, Llama-3, Qwen2, SmolLM2) and SentencePiece-style BPE with "▁"
+// for spaces and "<0xXX>" byte fallback (Llama 2, Mistral, Phi-3, Gemma):
+// with merges from tokenizer.json, or with piece scores from GGUF, merged as
+// llama.cpp does.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -28,12 +29,17 @@ struct Encoding {
 // map onto these too).
 enum class SplitPattern { Gpt2, Llama3, Qwen2, SmolLM /* digits alone, then GPT-2 */ };
 
-// Everything a byte-level BPE tokenizer needs, independent of file format.
+// Everything a tokenizer from a vocabulary needs, independent of file format.
 struct BpeSpec {
+  // ByteLevelBpe: tokens in the byte-level alphabet, ranked merges, a split
+  // pattern. SentencePieceBpe: pieces with scores (no merges, no split).
   enum class Kind { ByteLevelBpe, SentencePieceBpe } kind = Kind::ByteLevelBpe;
-  std::vector<std::string> tokens;           // id -> token string (byte-level alphabet)
+  std::vector<std::string> tokens;           // id -> token string
   std::vector<std::string> merges;           // "left right", highest priority first
-  std::vector<int32_t> token_types;          // GGUF types (1 normal, 3 control, 4 user-defined, 6 byte); may be empty
+  std::vector<float> scores;                 // SentencePiece: one per token
+  bool add_space_prefix = false;             // SentencePiece: "▁" in front of each text segment
+  std::optional<int32_t> unk_id;             // SentencePiece: for bytes without a piece
+  std::vector<int32_t> token_types;          // GGUF types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte); may be empty
   std::vector<int32_t> special_ids;          // added/special tokens matched before splitting
   SplitPattern pattern = SplitPattern::Gpt2;
   std::optional<int32_t> bos_id, eos_id;
@@ -65,6 +71,8 @@ class Tokenizer {
   std::string token_text(int32_t id) const;
 
   size_t vocab_size() const;
+  // What kind of tokenizer this is, in words ("byte-level BPE", ...).
+  const std::string& kind() const;
   std::optional<int32_t> bos_id() const;
   std::optional<int32_t> eos_id() const;
 

@@ -4,12 +4,15 @@
 // Pipeline of encode(), mirroring Hugging Face `tokenizers`:
 //   1. added tokens are found in the raw text (leftmost, longest first) and
 //      become tokens of their own; the text between them is
-//   2. normalized (none, or NFC),
+//   2. normalized (NFC/NFKC, Prepend, Replace, and Metaspace's space
+//      rewrite), keeping the input bytes of every normalized byte,
 //   3. cut into pre-tokens by the pre-tokenizer steps (regex splits,
-//      ByteLevel with its optional prefix space),
-//   4. each pre-token is turned into ids by the model (byte-level BPE; a
-//      SentencePiece-style BPE would be a second Model beside it),
+//      ByteLevel with its optional prefix space, Metaspace's split),
+//   4. each pre-token is turned into ids by the model (byte-level BPE,
+//      SentencePiece-style BPE with merges, or SentencePiece scores),
 //   5. the post-processor trims offsets and adds BOS/EOS.
+// decode() maps byte-level tokens straight back to bytes, and runs the
+// decoder steps over the token texts of the SentencePiece-style ones.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -20,6 +23,8 @@
 #include <vector>
 
 #include "tokenizer/bpe.h"
+#include "tokenizer/decoder.h"
+#include "tokenizer/normalize.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/tokenizer.h"
 
@@ -44,8 +49,6 @@ struct PreStep {
   bool add_prefix_space = false;  // ByteLevel only
 };
 
-enum class Normalizer { None, NFC };
-
 // The pattern strings of the named split patterns.
 extern const char* const kGpt2Pattern;
 extern const char* const kLlama3Pattern;
@@ -59,12 +62,15 @@ std::shared_ptr<const Regex> shared_regex(const std::string& pattern, bool liter
 namespace kt {
 
 struct Tokenizer::Impl {
-  std::unique_ptr<tok::BpeModel> model;
+  std::unique_ptr<tok::WordModel> model;
+  std::string kind;  // what `knowtrace inspect` calls it
   std::vector<tok::AddedToken> added;                  // matched in the raw text
   std::unordered_map<int32_t, size_t> added_by_id;     // id -> index in `added`
   std::vector<std::vector<size_t>> added_by_first_byte;  // 256 buckets, longest first
-  tok::Normalizer normalizer = tok::Normalizer::None;
+  std::vector<tok::NormStep> norm_steps;
   std::vector<tok::PreStep> pre_steps;
+  bool byte_level = true;                  // decode: tokens are raw bytes
+  std::vector<tok::DecodeStep> decoder;    // decode otherwise
   bool trim_offsets = false;
   std::vector<int32_t> prefix_ids, suffix_ids;  // added by the post-processor
   std::optional<int32_t> bos, eos;
