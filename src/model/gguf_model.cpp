@@ -1,6 +1,6 @@
 // Loading a model from one .gguf file: metadata -> ModelConfig, GGUF tensor
 // names -> the Hugging Face names load_weights() asks for, quantized blocks
-// -> dequantized float tensors, vocabulary -> BpeSpec.
+// -> dequantized float tensors; the vocabulary is Tokenizer::from_gguf's.
 #include <regex>
 
 #include "io/gguf.h"
@@ -108,61 +108,12 @@ ModelConfig gguf_config(const GgufFile& f) {
   return c;
 }
 
-SplitPattern split_pattern(const GgufFile& f) {
-  const std::string pre = f.opt_string("tokenizer.ggml.pre").value_or("default");
-  if (pre == "smollm") return SplitPattern::SmolLM;
-  if (pre == "llama-bpe" || pre == "llama3") return SplitPattern::Llama3;
-  if (pre == "qwen2") return SplitPattern::Qwen2;
-  if (pre == "gpt-2" || pre == "default") return SplitPattern::Gpt2;
-  f.fail("tokenizer.ggml.pre '" + pre + "' is not supported (supported: smollm, llama-bpe, qwen2, gpt-2, default)");
-}
-
 }  // namespace
-
-BpeSpec gguf_bpe_spec(const GgufFile& f) {
-  const std::string model = f.get_string("tokenizer.ggml.model");
-  BpeSpec s;
-  if (model == "gpt2") {
-    s.kind = BpeSpec::Kind::ByteLevelBpe;
-  } else if (model == "llama") {
-    s.kind = BpeSpec::Kind::SentencePieceBpe;
-  } else {
-    f.fail("tokenizer.ggml.model '" + model +
-           "' is not supported (supported: gpt2 = byte-level BPE, llama = SentencePiece with scores)");
-  }
-  s.source = f.path();  // messages about the vocabulary name the .gguf file
-  s.tokens = f.get_string_array("tokenizer.ggml.tokens");
-  s.token_types = f.opt_i32_array("tokenizer.ggml.token_type").value_or(std::vector<int32_t>{});
-  auto check_length = [&](const char* key, size_t n) {
-    if (n != s.tokens.size())
-      f.fail(std::string(key) + ": expected " + std::to_string(s.tokens.size()) +
-             " entries (one per tokenizer.ggml.tokens entry), got " + std::to_string(n));
-  };
-  if (!s.token_types.empty()) check_length("tokenizer.ggml.token_type", s.token_types.size());
-  if (s.kind == BpeSpec::Kind::ByteLevelBpe) {
-    s.merges = f.get_string_array("tokenizer.ggml.merges");
-    s.pattern = split_pattern(f);
-  } else {
-    s.scores = f.get_f32_array("tokenizer.ggml.scores");
-    check_length("tokenizer.ggml.scores", s.scores.size());
-    // llama.cpp's default for SentencePiece vocabularies is a space prefix.
-    s.add_space_prefix = f.opt_bool("tokenizer.ggml.add_space_prefix").value_or(true);
-    if (auto u = f.opt_u32("tokenizer.ggml.unknown_token_id")) s.unk_id = static_cast<int32_t>(*u);
-  }
-  if (auto b = f.opt_u32("tokenizer.ggml.bos_token_id")) s.bos_id = static_cast<int32_t>(*b);
-  if (auto e = f.opt_u32("tokenizer.ggml.eos_token_id")) s.eos_id = static_cast<int32_t>(*e);
-  const bool spm = s.kind == BpeSpec::Kind::SentencePieceBpe;
-  s.add_bos = f.opt_bool("tokenizer.ggml.add_bos_token").value_or(spm);  // llama.cpp: SPM adds BOS unless told
-  s.add_eos = f.opt_bool("tokenizer.ggml.add_eos_token").value_or(false);
-  for (size_t i = 0; i < s.token_types.size(); ++i)
-    if (s.token_types[i] == 3 || s.token_types[i] == 4) s.special_ids.push_back(static_cast<int32_t>(i));
-  return s;
-}
 
 std::unique_ptr<Model> load_gguf_model(const std::string& path, const LoadOptions& opts) {
   GgufFile f(path);
   ModelConfig cfg = gguf_config(f);
-  auto tok = std::make_unique<Tokenizer>(Tokenizer::from_spec(gguf_bpe_spec(f)));
+  auto tok = std::make_unique<Tokenizer>(Tokenizer::from_gguf(f));
   GgufSource src(f, cfg);
   Weights w = load_weights(cfg, src, opts.dtype, opts.device);
   return std::make_unique<Model>(std::move(cfg), std::move(tok), std::move(w), opts, path);

@@ -17,6 +17,8 @@
 
 namespace kt {
 
+class GgufFile;
+
 // The token ids of one text and, for each token, the half-open byte range
 // [first, second) of the input text it covers. Tokens inserted by the
 // post-processor (BOS/EOS) have an empty range at 0 / at the end.
@@ -63,6 +65,9 @@ class Tokenizer {
   // add_bos_token / add_eos_token override the post-processor.
   static Tokenizer from_hf_dir(const std::string& dir);
   static Tokenizer from_spec(const BpeSpec& spec);
+  // The vocabulary of a .gguf file (no weights are read). Errors name the file.
+  static Tokenizer from_gguf(const std::string& path);
+  static Tokenizer from_gguf(const GgufFile& file);
 
   // add_special: insert BOS/EOS as the tokenizer's post-processor says.
   Encoding encode(const std::string& text, bool add_special = true) const;

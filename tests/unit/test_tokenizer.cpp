@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -644,6 +645,124 @@ TEST(Tokenizer, TokenizerConfigBosHandling) {
     size_t extra = std::string(cls) == "LlamaTokenizerFast" ? 1 : 0;
     EXPECT_EQ(tok.encode("Hello", true).ids.size(), tok.encode("Hello", false).ids.size() + extra) << cls;
   }
+}
+
+// ---------------------------------------------------------------------------
+// The real Gemma-3-270M GGUF vocabulary (262144 pieces with scores), against
+// llama.cpp's SPM rule as SentencePiece computes it and against transformers
+// loading the same file (tests/reference/make_gemma_tokenizer_goldens.py).
+// The model comes from `scripts/get-model.sh gemma3-270m` (.ci/run fetches it).
+
+const std::string kGemmaGguf = std::string(KT_SOURCE_DIR) + "/models/gemma-3-270m-q4_k_m.gguf";
+
+const kt::Tokenizer* gemma_gguf() {
+  static std::unique_ptr<kt::Tokenizer> tok = [] {
+    std::unique_ptr<kt::Tokenizer> t;
+    if (!std::filesystem::exists(kGemmaGguf)) return t;
+    auto t0 = std::chrono::steady_clock::now();
+    t = std::make_unique<kt::Tokenizer>(kt::Tokenizer::from_gguf(kGemmaGguf));
+    std::printf("[ perf ] Gemma-3 GGUF vocabulary (%zu pieces) loaded in %.3f s\n", t->vocab_size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return t;
+  }();
+  return tok.get();
+}
+
+const json& gemma_golden() {
+  static const json g = json::parse(slurp(std::string(KT_SOURCE_DIR) + "/tests/fixtures/gemma3/tokenizer_golden.json"));
+  return g;
+}
+
+#define KT_NEED_GEMMA()                                                                              \
+  const kt::Tokenizer* gemma = gemma_gguf();                                                       \
+  if (!gemma) GTEST_SKIP() << kGemmaGguf << " not present: scripts/get-model.sh gemma3-270m fetches it"
+
+TEST(GemmaGguf, VocabularyAndSpecials) {
+  KT_NEED_GEMMA();
+  const json& m = gemma_golden()["meta"];
+  EXPECT_EQ(gemma->vocab_size(), m["vocab_size"].get<size_t>());
+  EXPECT_EQ(gemma->bos_id(), m["bos"].get<int32_t>());
+  EXPECT_EQ(gemma->eos_id(), m["eos"].get<int32_t>());
+  EXPECT_NE(gemma->kind().find("SentencePiece"), std::string::npos) << gemma->kind();
+  EXPECT_EQ(gemma->encode("", true).ids, std::vector<int32_t>{m["bos"].get<int32_t>()});
+}
+
+TEST(GemmaGguf, KnownPromptsAndSubjectsMatchLlamaCppAndTransformers) {
+  KT_NEED_GEMMA();
+  const Known& k = known();
+  if (k.skip) GTEST_SKIP() << k.why;
+  ASSERT_TRUE(k.why.empty()) << k.why;
+  const json& g = gemma_golden()["known"];
+  const json& hf = gemma_golden()["known_hf"];
+  ASSERT_EQ(g.size(), k.records.size());
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<kt::Encoding> encs;
+  for (const json& r : k.records) encs.push_back(gemma->encode(r["prompt"].get<std::string>()));
+  std::printf("[ perf ] %zu known_1000 prompts tokenized in %.4f s (Gemma-3 GGUF vocabulary)\n", encs.size(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  size_t i = 0, hf_same = 0;
+  for (const json& r : k.records) {
+    const std::string id = std::to_string(r["known_id"].get<int>());
+    const std::string prompt = r["prompt"].get<std::string>(), subject = r["subject"].get<std::string>();
+    const kt::Encoding& enc = encs[i++];
+    ASSERT_EQ(enc.ids, g[id]["p"].get<std::vector<int32_t>>()) << "known_id " << id;
+    ASSERT_EQ(gemma->encode(subject, false).ids, g[id]["s"].get<std::vector<int32_t>>()) << "known_id " << id;
+    if (!hf.contains(id)) ++hf_same;
+    // Offsets tile the prompt (BOS covers nothing).
+    std::string joined;
+    for (auto [b, e] : enc.offsets) joined += prompt.substr(b, e - b);
+    EXPECT_EQ(joined, prompt) << "known_id " << id;
+  }
+  std::printf("[ info ] transformers gives the same ids on %zu of %zu prompts and subjects\n", hf_same, k.records.size());
+}
+
+TEST(GemmaGguf, HandWrittenAndRandomTextsMatchLlamaCppRule) {
+  KT_NEED_GEMMA();
+  const json& hand = gemma_golden()["hand"];
+  ASSERT_GE(hand.size(), 100u);
+  for (const json& h : hand) {
+    const std::string text = h["text"].get<std::string>();
+    const auto ids = h["ids"].get<std::vector<int32_t>>();
+    ASSERT_EQ(gemma->encode(text).ids, ids) << show(text);
+    EXPECT_EQ(gemma->decode(ids, false), h["decode_hf"].get<std::string>()) << show(text);
+    EXPECT_EQ(gemma->decode(ids, true), h["decode_hf_skip"].get<std::string>()) << show(text);
+    for (size_t i = 0; i < ids.size(); ++i)
+      EXPECT_EQ(gemma->decode({ids[i]}, false), h["pieces_hf"][i].get<std::string>()) << show(text) << " token " << i;
+  }
+  const json& rows = gemma_golden()["random"];
+  ASSERT_GE(rows.size(), 200u);
+  for (const json& r : rows)
+    EXPECT_EQ(gemma->encode(r["text"].get<std::string>()).ids, r["ids"].get<std::vector<int32_t>>())
+        << show(r["text"].get<std::string>());
+}
+
+// Where transformers' conversion of the GGUF vocabulary (a BPE with merges
+// rebuilt from the vocabulary order) and llama.cpp's score rule split a text
+// differently, knowtrace follows llama.cpp. Each disagreement is printed; both
+// splits must spell the same text, and the set of texts must stay the one the
+// golden records (a change in either tokenizer shows up here).
+TEST(GemmaGguf, DisagreementsWithTransformersAreShown) {
+  KT_NEED_GEMMA();
+  size_t n = 0;
+  for (const char* part : {"hand", "random"}) {
+    for (const json& h : gemma_golden()[part]) {
+      const auto ids = h["ids"].get<std::vector<int32_t>>(), hf = h["hf_ids"].get<std::vector<int32_t>>();
+      if (ids == hf) continue;
+      ++n;
+      const std::string text = h["text"].get<std::string>();
+      auto spell = [&](const std::vector<int32_t>& v) {
+        std::string out;
+        for (int32_t id : v) out += "[" + show(gemma->decode({id}, false)) + "]";
+        return out;
+      };
+      std::printf("[ differs ] \"%s\"\n    llama.cpp / knowtrace %s\n    transformers          %s\n",
+                  show(text).c_str(), spell(ids).c_str(), spell(hf).c_str());
+      EXPECT_EQ(gemma->encode(text).ids, ids) << show(text);
+      EXPECT_EQ(gemma->decode(ids, true), gemma->decode(hf, true)) << show(text);
+    }
+  }
+  EXPECT_EQ(n, 6u) << "the golden records 6 texts where transformers and llama.cpp disagree";
+  EXPECT_TRUE(gemma_golden()["known_hf"].empty()) << "transformers disagrees on known_1000 texts too";
 }
 
 TEST(Tokenizer, ManyShortPromptsPerSecond) {
