@@ -6,6 +6,7 @@ namespace kt::cli {
 
 void add_predict(CLI::App& app);
 void add_inspect(CLI::App& app);
+void add_tokenize(CLI::App& app);
 void add_trace(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_run(CLI::App& app);

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   kt::cli::add_predict(app);
   kt::cli::add_inspect(app);
+  kt::cli::add_tokenize(app);
   kt::cli::add_trace(app);
   kt::cli::add_bench(app);
   kt::cli::add_run(app);

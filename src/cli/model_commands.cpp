@@ -1,12 +1,15 @@
-// `predict` and `inspect`: the commands that only need a loaded model.
+// `predict`, `inspect` and `tokenize`: the commands that only need a loaded
+// model (or, for `tokenize`, only its tokenizer).
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
 #include "cli/commands.h"
 #include "model/model.h"
 #include "util/error.h"
+#include "util/paths.h"
 
 namespace kt::cli {
 namespace {
@@ -100,7 +103,88 @@ void run_inspect(const ModelArgs& ma) {
   for (const Site& s : all_sites(c)) std::printf("  %s\n", site_name(c, s).c_str());
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// One text: every token with its id, the input bytes it covers and its text.
+// A data set (a JSON list of objects with "prompt"): every prompt, timed.
+void run_tokenize(const std::string& model, const std::string& text, const std::string& dataset, bool as_json,
+                  bool no_special) {
+  if (text.empty() == dataset.empty()) throw Error("tokenize: give exactly one of --text and --dataset");
+  auto t0 = std::chrono::steady_clock::now();
+  const Tokenizer tok = Tokenizer::load(model);
+  const double load_s = seconds_since(t0);
+  if (!dataset.empty()) {
+    nlohmann::json facts;
+    try {
+      facts = nlohmann::json::parse(read_text_file(dataset));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(dataset + ": invalid JSON (" + std::string(e.what()) + ")");
+    }
+    if (!facts.is_array()) throw Error(dataset + ": expected a JSON list of objects with \"prompt\"");
+    std::vector<std::string> prompts;
+    for (size_t i = 0; i < facts.size(); ++i) {
+      const auto& f = facts[i];
+      if (!f.is_object() || !f.contains("prompt") || !f["prompt"].is_string())
+        throw Error(dataset + ": entry " + std::to_string(i) + ": expected an object with a string \"prompt\"");
+      prompts.push_back(f["prompt"].get<std::string>());
+    }
+    t0 = std::chrono::steady_clock::now();
+    size_t n_tokens = 0;
+    nlohmann::json rows = nlohmann::json::array();
+    for (const std::string& p : prompts) {
+      Encoding enc = tok.encode(p, !no_special);
+      n_tokens += enc.ids.size();
+      if (as_json) rows.push_back(enc.ids);
+    }
+    const double enc_s = seconds_since(t0);
+    if (as_json) {
+      std::cout << nlohmann::json({{"model", model}, {"tokenizer", tok.kind()}, {"load_s", load_s},
+                                   {"encode_s", enc_s}, {"input_ids", rows}})
+                       .dump()
+                << "\n";
+    } else {
+      std::printf("tokenizer: %s, %zu tokens, loaded in %.3f s\n%zu prompts -> %zu tokens in %.4f s\n",
+                  tok.kind().c_str(), tok.vocab_size(), load_s, prompts.size(), n_tokens, enc_s);
+    }
+    return;
+  }
+  const Encoding enc = tok.encode(text, !no_special);
+  if (as_json) {
+    nlohmann::json offsets = nlohmann::json::array(), pieces = nlohmann::json::array();
+    for (size_t i = 0; i < enc.ids.size(); ++i) {
+      offsets.push_back({enc.offsets[i].first, enc.offsets[i].second});
+      pieces.push_back(tok.decode({enc.ids[i]}));
+    }
+    std::cout << nlohmann::json({{"text", text}, {"tokenizer", tok.kind()}, {"input_ids", enc.ids},
+                                 {"offsets", offsets}, {"tokens", pieces}})
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << "\n";
+    return;
+  }
+  std::printf("tokenizer: %s, %zu tokens\n%zu tokens:\n", tok.kind().c_str(), tok.vocab_size(), enc.ids.size());
+  for (size_t i = 0; i < enc.ids.size(); ++i)
+    std::printf("%4zu  id %-7d bytes [%zu, %zu)  '%s'\n", i, enc.ids[i], enc.offsets[i].first, enc.offsets[i].second,
+                printable(tok.token_text(enc.ids[i])).c_str());
+}
+
 }  // namespace
+
+void add_tokenize(CLI::App& app) {
+  auto* cmd = app.add_subcommand("tokenize", "Token ids and byte offsets of a text, or timing over a data set (loads only the tokenizer)");
+  auto model = std::make_shared<std::string>();
+  auto text = std::make_shared<std::string>();
+  auto dataset = std::make_shared<std::string>();
+  auto as_json = std::make_shared<bool>(false);
+  auto no_special = std::make_shared<bool>(false);
+  cmd->add_option("--model", *model, "Hugging Face checkpoint directory or .gguf file")->required();
+  cmd->add_option("--text", *text, "Text to tokenize");
+  cmd->add_option("--dataset", *dataset, "JSON list of facts: tokenize every \"prompt\" and time it");
+  cmd->add_flag("--json", *as_json, "One JSON object on stdout");
+  cmd->add_flag("--no-special", *no_special, "Do not add BOS/EOS");
+  cmd->callback([=] { run_tokenize(*model, *text, *dataset, *as_json, *no_special); });
+}
 
 void add_predict(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict", "Print the top-k next tokens after a prompt");

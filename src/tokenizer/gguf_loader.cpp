@@ -61,4 +61,10 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& f) { return from_spec(gguf_spec(f
 
 Tokenizer Tokenizer::from_gguf(const std::string& path) { return from_gguf(GgufFile(path)); }
 
+Tokenizer Tokenizer::load(const std::string& path) {
+  const size_t n = path.size();
+  if (n > 5 && path.compare(n - 5, 5, ".gguf") == 0) return from_gguf(path);
+  return from_hf_dir(path);
+}
+
 }  // namespace kt

@@ -65,6 +65,9 @@ class Tokenizer {
   // add_bos_token / add_eos_token override the post-processor.
   static Tokenizer from_hf_dir(const std::string& dir);
   static Tokenizer from_spec(const BpeSpec& spec);
+  // A model's tokenizer alone: a .gguf file's vocabulary, or a checkpoint
+  // directory's tokenizer.json (no weights are read).
+  static Tokenizer load(const std::string& path);
   // The vocabulary of a .gguf file (no weights are read). Errors name the file.
   static Tokenizer from_gguf(const std::string& path);
   static Tokenizer from_gguf(const GgufFile& file);
