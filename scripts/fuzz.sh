@@ -3,7 +3,7 @@
 # build-fuzz and runs each for SECONDS on a scratch copy of its committed
 # corpus, one at a time, nice'd.
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-#   targets: safetensors gguf npz tokenizer config (default: all), e.g.
+#   targets: safetensors gguf npz tokenizer gguf_vocab config (default: all), e.g.
 #   bash scripts/fuzz.sh 600 gguf
 # Per target it prints executions, exec/s, coverage and findings. Findings
 # (crash-*, timeout-*, oom-*, leak-*) are kept in
@@ -17,7 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
-ALL=(safetensors gguf npz tokenizer config)
+ALL=(safetensors gguf npz tokenizer gguf_vocab config)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 BUILD_DIR="${BUILD_DIR:-build-fuzz}"

@@ -161,6 +161,57 @@ def seeds_tokenizer():
         out("tokenizer", name + "_with_config.json", tok + "\n#tokenizer_config.json\n" + cfg)
 
 
+# ---- gguf_vocab ---------------------------------------------------------------
+def vocab_gguf(model, tokens, types, extra):
+    kvs = [gg_kv("general.architecture", 8, gg_str("llama")),
+           gg_kv("tokenizer.ggml.model", 8, gg_str(model)),
+           gg_kv("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, len(tokens)) + b"".join(gg_str(t) for t in tokens)),
+           gg_kv("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, len(types)) + struct.pack(f"<{len(types)}i", *types))]
+    return gguf(kvs + extra, [])
+
+
+def seeds_gguf_vocab():
+    """SentencePiece vocabularies in the two GGUF flavours (Llama 2: space
+    prefix; Gemma: none, user-defined space runs) from the llama2 / gemma
+    fixture pieces (scores = -rank), and the gpt2 fixture as byte-level."""
+    def u32(key, v):
+        return gg_kv(key, 4, struct.pack("<I", v))
+
+    def flag(key, v):
+        return gg_kv(key, 7, b"\x01" if v else b"\x00")
+
+    for name, prefix in (("llama2", True), ("gemma", False)):
+        with open(os.path.join(FIX, "tokenizers", name, "tokenizer.json"), encoding="utf-8") as f:
+            j = json.load(f)
+        vocab = {t: i for t, i in j["model"]["vocab"].items()}
+        for a in j["added_tokens"]:
+            vocab[a["content"]] = a["id"]
+        tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])][:600]
+        if not prefix:
+            tokens += ["  ", "   ", "\n\n"]
+        special = {a["content"] for a in j["added_tokens"] if a["special"]}
+        types = [3 if t in special else 6 if t.startswith("<0x") else 4 if t.strip() == "" else 1 for t in tokens]
+        scores = [-float(i) for i in range(len(tokens))]
+        extra = [gg_kv("tokenizer.ggml.scores", 9, struct.pack("<IQ", 6, len(scores)) + struct.pack(f"<{len(scores)}f", *scores)),
+                 u32("tokenizer.ggml.bos_token_id", vocab.get("<s>", vocab.get("<bos>"))),
+                 u32("tokenizer.ggml.eos_token_id", vocab.get("</s>", vocab.get("<eos>"))),
+                 u32("tokenizer.ggml.unknown_token_id", vocab["<unk>"]),
+                 flag("tokenizer.ggml.add_bos_token", True), flag("tokenizer.ggml.add_space_prefix", prefix)]
+        out("gguf_vocab", name + "_spm.gguf", vocab_gguf("llama", tokens, types, extra))
+    tokens, merges = [], []
+    with open(os.path.join(FIX, "tokenizers", "gpt2", "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    tokens = [t for t, _ in sorted(j["model"]["vocab"].items(), key=lambda kv: kv[1])][:400]
+    have = set(tokens)
+    for mg in j["model"]["merges"]:
+        a, b = mg if isinstance(mg, list) else mg.split(" ", 1)
+        if a in have and b in have and a + b in have:
+            merges.append(a + " " + b)
+    extra = [gg_kv("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, len(merges)) + b"".join(gg_str(m) for m in merges)),
+             gg_kv("tokenizer.ggml.pre", 8, gg_str("smollm"))]
+    out("gguf_vocab", "gpt2_bpe.gguf", vocab_gguf("gpt2", tokens, [1] * len(tokens), extra))
+
+
 # ---- config ----------------------------------------------------------------
 def seeds_config():
     for src in ("hparams/smollm2-135m.yaml", "hparams/gpt2-xl.yaml", "hparams/llama-3.2-3b.yaml",
@@ -176,10 +227,11 @@ def seeds_config():
 
 
 if __name__ == "__main__":
-    for t in ("safetensors", "gguf", "npz", "tokenizer", "config"):
+    for t in ("safetensors", "gguf", "npz", "tokenizer", "gguf_vocab", "config"):
         os.makedirs(os.path.join(CORPUS, t), exist_ok=True)
     seeds_safetensors()
     seeds_gguf()
     seeds_npz()
     seeds_tokenizer()
+    seeds_gguf_vocab()
     seeds_config()

@@ -183,6 +183,16 @@ struct GgufWriter {
     ++n_kv;
     return *this;
   }
+  GgufWriter& put_f32s(const std::string& k, const std::vector<float>& v) {
+    str(kv, k), u32(kv, 9), u32(kv, 6), u64(kv, v.size());
+    for (float x : v) {
+      uint32_t bits;
+      std::memcpy(&bits, &x, 4);
+      u32(kv, bits);
+    }
+    ++n_kv;
+    return *this;
+  }
   GgufWriter& tensor(const std::string& name, std::vector<uint64_t> ne) {
     uint64_t n = 1;
     for (uint64_t d : ne) n *= d;
@@ -530,8 +540,19 @@ TEST(BadGgufModel, MetadataAndTensorCases) {
       {"rope_freqs.weight", tiny_gguf(d, "freqs.gguf", [](GgufWriter& w) { w.tensor("rope_freqs.weight", {2}); }),
        "tensor 'rope_freqs.weight' (Llama-3.1 style rope scaling) is not supported for GGUF yet"},
       {"token_embd 1-D", tiny_gguf(d, "embd.gguf", nullptr, "llama", 2, false), "tensor 'token_embd.weight' must have 2 dimensions"},
-      {"tokenizer model", tiny_gguf(d, "spm.gguf", nullptr, "llama", 2, true, {{"tokenizer.ggml.model", "llama"}}),
-       "tokenizer.ggml.model 'llama' is not supported yet (supported: gpt2, the byte-level BPE)"},
+      {"tokenizer model", tiny_gguf(d, "bert.gguf", nullptr, "llama", 2, true, {{"tokenizer.ggml.model", "bert"}}),
+       "tokenizer.ggml.model 'bert' is not supported (supported: gpt2 = byte-level BPE, llama = SentencePiece with scores)"},
+      {"SentencePiece without scores", tiny_gguf(d, "spm.gguf", nullptr, "llama", 2, true, {{"tokenizer.ggml.model", "llama"}}),
+       "metadata key 'tokenizer.ggml.scores' missing"},
+      {"scores of the wrong length",
+       tiny_gguf(d, "scores.gguf", [](GgufWriter& w) { w.put_f32s("tokenizer.ggml.scores", {0.0f, -1.0f, -2.0f}); },
+                 "llama", 2, true, {{"tokenizer.ggml.model", "llama"}}),
+       "tokenizer.ggml.scores: expected " + std::to_string(fixture_vocab().first.size()) +
+           " entries (one per tokenizer.ggml.tokens entry), got 3"},
+      {"token types of the wrong length",
+       tiny_gguf(d, "types.gguf", [](GgufWriter& w) { w.put_i32s("tokenizer.ggml.token_type", {1, 1}); }),
+       "tokenizer.ggml.token_type: expected " + std::to_string(fixture_vocab().first.size()) +
+           " entries (one per tokenizer.ggml.tokens entry), got 2"},
       {"tokenizer pre", tiny_gguf(d, "pre.gguf", nullptr, "llama", 2, true, {{"tokenizer.ggml.pre", "falcon"}}),
        "tokenizer.ggml.pre 'falcon' is not supported (supported: smollm, llama-bpe, qwen2, gpt-2, default)"},
   };
@@ -562,9 +583,9 @@ TEST(BadTokenizerJson, EachFieldBrokenAlone) {
        },
        {"model.type: missing"}},
       {"continuing_subword_prefix", [](json& j) { j["model"]["continuing_subword_prefix"] = "##"; },
-       {"model.continuing_subword_prefix: not supported (byte-level BPE has none)"}},
+       {"model.continuing_subword_prefix: not supported (decoder-only models' BPE has none)"}},
       {"end_of_word_suffix", [](json& j) { j["model"]["end_of_word_suffix"] = "</w>"; },
-       {"model.end_of_word_suffix: not supported (byte-level BPE has none)"}},
+       {"model.end_of_word_suffix: not supported (decoder-only models' BPE has none)"}},
       {"two tokens with one id", [](json& j) { j["model"]["vocab"]["zzzz"] = 5; }, {"model.vocab[\"", "\"]: id 5 is also used by \""}},
       {"unk_token not in vocab", [](json& j) { j["model"]["unk_token"] = "<unk>"; }, {"model.unk_token: \"<unk>\" is not in model.vocab"}},
       {"merged token not in vocab", [](json& j) { j["model"]["merges"].push_back(json::array({"h", "\xC4\xA0"})); },
@@ -590,8 +611,9 @@ TEST(BadTokenizerJson, EachFieldBrokenAlone) {
                                                   j["pre_tokenizer"]}}};
        },
        {"pre_tokenizer.pretokenizers[0].behavior: unknown split behavior \"Sideways\""}},
-      {"two normalizers", [](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}, {{"type", "NFC"}}}}}; },
-       {"normalizer: more than one normalizer is not supported"}},
+      {"unsupported normalizer in a sequence",
+       [](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}, {{"type", "Lowercase"}}}}}; },
+       {"normalizer.normalizers[1].type: unsupported normalizer \"Lowercase\" (supported: NFC, NFKC, Prepend, Replace, Sequence)"}},
       {"template token not in special_tokens",
        [](json& j) {
          j["post_processor"] = {{"type", "TemplateProcessing"},

@@ -4,7 +4,11 @@
 // and chunked sweeps equal one sweep.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 
 #include "model/model.h"
 #include "trace/fast_engine.h"
@@ -113,3 +117,45 @@ TEST(FastEngine, RejectsBadInputLikeTheReference) {
 }
 
 }  // namespace
+
+// A Mistral-shaped checkpoint with a SentencePiece tokenizer (the Mistral
+// v0.3 fixture: Metaspace, byte fallback, control tokens): the subject range
+// comes from the byte offsets (an inserted "▁" covers nothing), each token is
+// decoded alone for input_tokens, and both engines agree on the trace.
+TEST(FastEngine, SentencePieceTokenizedCheckpoint) {
+  namespace fs = std::filesystem;
+  const std::string src = KT_SOURCE_DIR;
+  const fs::path dir = fs::temp_directory_path() / ("kt_sp_model_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(src + "/tests/fixtures/models/mistral", dir);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(src + "/tests/fixtures/tokenizers/mistral/" + f, dir / f, fs::copy_options::overwrite_existing);
+  auto model = kt::Model::load(dir.string());
+  const std::string prompt = "The mother tongue of Danielle Darrieux is";
+  kt::TraceSettings s;
+  s.samples = 2;
+  s.window = 2;
+  s.noise = kt::parse_noise("0.3");
+  auto ref = kt::trace_fact_reference(*model, prompt, "Danielle Darrieux", s);
+  auto fast = kt::trace_fact_fast(*model, prompt, "Danielle Darrieux", s);
+  const kt::Encoding enc = model->tokenizer().encode(prompt);
+  ASSERT_EQ(ref.input_ids, enc.ids);
+  EXPECT_EQ(ref.input_ids.front(), 1);  // <s>
+  // The subject's tokens are exactly those covering "Danielle Darrieux".
+  const size_t sb = prompt.find("Danielle"), se = sb + std::string("Danielle Darrieux").size();
+  EXPECT_LE(enc.offsets[ref.subject_begin].first, sb);
+  EXPECT_GT(enc.offsets[ref.subject_begin].second, sb);
+  EXPECT_GE(enc.offsets[ref.subject_end - 1].second, se);
+  EXPECT_LT(enc.offsets[ref.subject_end - 2].second, se);
+  // Each piece decoded alone (the decoder's Strip drops a leading space).
+  std::string joined, letters;
+  for (const std::string& t : ref.input_tokens) joined += t;
+  for (char c : "<s>" + prompt)
+    if (c != ' ') letters += c;
+  joined.erase(std::remove(joined.begin(), joined.end(), ' '), joined.end());
+  EXPECT_EQ(joined, letters);
+  ASSERT_EQ(fast.traces.size(), ref.traces.size());
+  for (size_t m = 0; m < ref.traces.size(); ++m)
+    EXPECT_LT((fast.traces[m].scores - ref.traces[m].scores).abs().max().item<double>(), 1e-5);
+  fs::remove_all(dir);
+}

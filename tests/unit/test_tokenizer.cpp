@@ -607,6 +607,76 @@ TEST(TokenizerErrors, BadFields) {
   }
 }
 
+// The SentencePiece-style parts, broken one at a time in the llama2 fixture.
+TEST(TokenizerErrors, BadSentencePieceFields) {
+  struct Case {
+    const char* field;
+    void (*mutate)(json&);
+  };
+  const json metaspace = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", "first"}, {"split", false}};
+  static json ms;
+  ms = metaspace;
+  const Case cases[] = {
+      {"model.byte_fallback: expected true or false", [](json& t) { t["model"]["byte_fallback"] = "yes"; }},
+      {"model.fuse_unk: expected true or false", [](json& t) { t["model"]["fuse_unk"] = 1; }},
+      {"model.unk_token: \"<nope>\" is not in model.vocab", [](json& t) { t["model"]["unk_token"] = "<nope>"; }},
+      {"pre_tokenizer.prepend_scheme: unknown scheme \"sometimes\"",
+       [](json& t) { t["pre_tokenizer"] = ms, t["pre_tokenizer"]["prepend_scheme"] = "sometimes"; }},
+      {"pre_tokenizer.prepend_scheme: expected",
+       [](json& t) { t["pre_tokenizer"] = ms, t["pre_tokenizer"]["prepend_scheme"] = 2; }},
+      {"pre_tokenizer.replacement: expected one character, got an empty string",
+       [](json& t) { t["pre_tokenizer"] = ms, t["pre_tokenizer"]["replacement"] = ""; }},
+      {"pre_tokenizer.replacement: expected a string",
+       [](json& t) { t["pre_tokenizer"] = ms, t["pre_tokenizer"]["replacement"] = 9; }},
+      {"pre_tokenizer.split: expected true or false",
+       [](json& t) { t["pre_tokenizer"] = ms, t["pre_tokenizer"]["split"] = "no"; }},
+      {"pre_tokenizer.add_prefix_space: expected true or false",
+       [](json& t) { t["pre_tokenizer"] = {{"type", "Metaspace"}, {"add_prefix_space", "x"}}; }},
+      {"normalizer.normalizers[0].prepend: missing", [](json& t) { t["normalizer"]["normalizers"][0].erase("prepend"); }},
+      {"normalizer.normalizers[1].pattern: expected {\"Regex\": ...} or {\"String\": ...}",
+       [](json& t) { t["normalizer"]["normalizers"][1]["pattern"] = json::object(); }},
+      {"normalizer.normalizers[1].pattern.Regex", [](json& t) { t["normalizer"]["normalizers"][1]["pattern"] = {{"Regex", "(["}}; }},
+      {"normalizer.normalizers[1].content: expected a string", [](json& t) { t["normalizer"]["normalizers"][1]["content"] = nullptr; }},
+      {"decoder.decoders[3].content: expected one character", [](json& t) { t["decoder"]["decoders"][3]["content"] = "ab"; }},
+      {"decoder.decoders[3].start: expected a non-negative integer", [](json& t) { t["decoder"]["decoders"][3]["start"] = -1; }},
+      {"decoder.decoders[3].stop: missing", [](json& t) { t["decoder"]["decoders"][3].erase("stop"); }},
+      {"decoder.decoders[0].pattern.String: empty pattern", [](json& t) { t["decoder"]["decoders"][0]["pattern"] = {{"String", ""}}; }},
+      {"decoder.decoders[1].type: unsupported decoder \"CTC\"", [](json& t) { t["decoder"]["decoders"][1] = {{"type", "CTC"}}; }},
+      {"decoder.type: a ByteLevel decoder needs a ByteLevel pre_tokenizer", [](json& t) { t["decoder"] = {{"type", "ByteLevel"}}; }},
+      {"decoder.decoders: expected an array", [](json& t) { t["decoder"]["decoders"] = 3; }},
+  };
+  for (const Case& c : cases) {
+    TempDir dir;
+    mutated_copy(dir, "llama2", c.mutate);
+    expect_error(dir.path, dir.file("tokenizer.json"), c.field);
+  }
+}
+
+// The GGUF SentencePiece spec: scores must come one per piece.
+TEST(Tokenizer, SentencePieceSpecErrors) {
+  kt::BpeSpec spec;
+  spec.kind = kt::BpeSpec::Kind::SentencePieceBpe;
+  spec.source = "model.gguf";
+  spec.tokens = {"<unk>", "<s>", "\xE2\x96\x81", "a"};
+  spec.scores = {0, 0, -1};
+  try {
+    kt::Tokenizer::from_spec(spec);
+    FAIL() << "3 scores for 4 pieces accepted";
+  } catch (const kt::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.gguf: scores: expected 4 entries (one per token), got 3"), std::string::npos)
+        << e.what();
+  }
+  spec.scores.push_back(-2);
+  spec.unk_id = 9;
+  EXPECT_THROW(kt::Tokenizer::from_spec(spec), kt::Error);
+  spec.unk_id = 0;
+  const kt::Tokenizer tok = kt::Tokenizer::from_spec(spec);
+  // "b" is no piece and has no byte piece: the unknown token, covering it.
+  kt::Encoding enc = tok.encode("a b", false);
+  EXPECT_EQ(enc.ids, (std::vector<int32_t>{3, 2, 0}));
+  EXPECT_EQ(enc.offsets.back(), (std::pair<size_t, size_t>{2, 3}));
+}
+
 TEST(TokenizerErrors, BadTokenizerConfig) {
   TempDir dir;
   mutated_copy(dir, "gpt2", [](json&) {});
