@@ -495,12 +495,7 @@ def goldens(name, shape, d, known):
 
 
 def main():
-    data_dir = os.environ.get("KNOWTRACE_DATA_DIR")
-    if not data_dir:
-        sys.exit("set KNOWTRACE_DATA_DIR to the folder holding known_1000.json")
-    with open(os.path.join(data_dir, "known_1000.json"), encoding="utf-8") as f:
-        known = json.load(f)
-    assert len(known) == 1209
+    known = base.load_known()
 
     rng = random.Random(base.SEED)
     corpus = base.english_corpus(rng, 6000) + base.FIXED * 20 + [r["prompt"] for r in known]

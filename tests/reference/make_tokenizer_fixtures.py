@@ -465,13 +465,19 @@ def mut_smollm(spec):
          "use_regex": True}]}
 
 
-def main():
+def load_known():
+    """known_1000 from $KNOWTRACE_DATA_DIR (never copied into the repository)."""
     data_dir = os.environ.get("KNOWTRACE_DATA_DIR")
     if not data_dir:
         sys.exit("set KNOWTRACE_DATA_DIR to the folder holding known_1000.json")
     with open(os.path.join(data_dir, "known_1000.json"), encoding="utf-8") as f:
         known = json.load(f)
     assert len(known) == 1209
+    return known
+
+
+def main():
+    known = load_known()
 
     rng = random.Random(SEED)
     corpus = english_corpus(rng, 6000) + FIXED * 20 + [r["prompt"] for r in known]

@@ -134,6 +134,18 @@ TEST(TraceErrors, BadFactsAndSettingsAreOneLineErrors) {
   expect_error([&] { kt::trace_fact_reference(M, "Paris is in", "Rome", s); }, "does not occur");
 }
 
+// The known_1000 records whose prompt is ASCII (ROME's character matching
+// cannot split multi-byte characters): 1200 of 1209.
+std::vector<nlohmann::json> ascii_facts(const nlohmann::json& known) {
+  std::vector<nlohmann::json> out;
+  for (const auto& k : known) {
+    bool ascii = true;
+    for (unsigned char c : k["prompt"].get<std::string>()) ascii = ascii && c < 0x80;
+    if (ascii) out.push_back(k);
+  }
+  return out;
+}
+
 TEST(SubjectRange, ByteOffsetsAgreeWithRomeCharacterMatching) {
   auto model = kt::Model::load(kSrc + "/tests/fixtures/models/llama");
   const auto& tok = model->tokenizer();
@@ -158,11 +170,8 @@ TEST(SubjectRange, AgreesWithRomeOnEveryAsciiKnown1000Prompt) {
     auto model = kt::Model::load(kSrc + "/tests/fixtures/models/" + name);
     const auto& tok = model->tokenizer();
     int checked = 0;
-    for (const auto& k : known) {
+    for (const auto& k : ascii_facts(known)) {
       const std::string p = k["prompt"], subj = k["subject"];
-      bool ascii = true;
-      for (unsigned char c : p) ascii = ascii && c < 0x80;
-      if (!ascii) continue;
       auto enc = tok.encode(p);
       ASSERT_EQ(kt::subject_token_range(enc, p, subj), kt::rome_token_range(tok, enc.ids, subj))
           << name << " known_id " << k["known_id"];
@@ -193,15 +202,10 @@ TEST(SubjectRange, AgreesWithRomeOnSentencePieceTokenizers) {
   const std::string gemma_gguf = kSrc + "/models/gemma-3-270m-q4_k_m.gguf";
   if (fs::exists(gemma_gguf)) cases.push_back({gemma_gguf, false});
   for (const Case& c : cases) {
-    const kt::Tokenizer tok = c.path.size() > 5 && c.path.substr(c.path.size() - 5) == ".gguf"
-                                  ? kt::Tokenizer::from_gguf(c.path)
-                                  : kt::Tokenizer::from_hf_dir(c.path);
+    const kt::Tokenizer tok = kt::Tokenizer::load(c.path);
     int agree = 0, rome_lost = 0;
-    for (const auto& k : known) {
+    for (const auto& k : ascii_facts(known)) {
       const std::string p = k["prompt"], subj = k["subject"];
-      bool ascii = true;
-      for (unsigned char ch : p) ascii = ascii && ch < 0x80;
-      if (!ascii) continue;
       auto enc = tok.encode(p);
       const auto ours = kt::subject_token_range(enc, p, subj);
       std::pair<int64_t, int64_t> rome;
