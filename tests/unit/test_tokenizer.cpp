@@ -516,6 +516,15 @@ TEST(Tokenizer, BpeSpecErrors) {
   bad = spec;
   bad.merges[3] = "zzzq zzzr";
   EXPECT_THROW(kt::Tokenizer::from_spec(bad), kt::Error);
+  // A line break from the file stays inside one line (found by fuzz_gguf_vocab).
+  bad = spec;
+  bad.merges[3] = "i\ns";
+  try {
+    kt::Tokenizer::from_spec(bad);
+    ADD_FAILURE() << "merge with a line break accepted";
+  } catch (const kt::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "model.gguf: merges[3]: expected \"left right\", got \"i\\ns\"");
+  }
   bad = spec;
   bad.bos_id = 1 << 20;
   EXPECT_THROW(kt::Tokenizer::from_spec(bad), kt::Error);
