@@ -61,7 +61,7 @@ double matmul_peak(at::ScalarType dtype, at::Device dev, int64_t n, bool engine_
 // FLOPs of one plain forward of `rows` x T tokens with last-position logits.
 double forward_flops(const ModelConfig& c, int64_t rows, int64_t T) {
   const double d = c.hidden, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim, I = c.intermediate;
-  const double mlp = c.arch->mlp == MlpKind::GatedSiLU ? 3 * d * I : 2 * d * I;
+  const double mlp = c.arch->mlp == MlpKind::Gated ? 3 * d * I : 2 * d * I;
   const double per_layer = 2.0 * rows * T * (d * qd + 2 * d * kvd + qd * d + mlp) + 4.0 * rows * c.n_heads * T * T * c.head_dim;
   return c.n_layers * per_layer + 2.0 * rows * d * c.vocab_size;
 }

@@ -52,14 +52,12 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   return std::make_unique<Model>(std::move(cfg), std::move(tok), std::move(w), opts, path);
 }
 
-Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path)
-    : cfg_(std::move(cfg)), tok_(std::move(tok)), w_(std::move(w)), opts_(opts), path_(std::move(path)) {
-  if (cfg_.arch->rope == RopeStyle::None || cfg_.rotary_dim == 0) return;
-  // inv_freq in float32, as transformers computes it.
-  const int64_t rd = cfg_.rotary_dim;
+namespace {
+
+// Rotary inverse frequencies in float32, as transformers computes them.
+at::Tensor inverse_frequencies(int64_t rd, double theta, const RopeScaling& rs) {
   at::Tensor exponent = at::arange(0, rd, 2, at::kLong).to(at::kFloat) / static_cast<float>(rd);
-  at::Tensor inv = 1.0 / at::pow(at::scalar_tensor(cfg_.rope_theta, at::kFloat), exponent);
-  const RopeScaling& rs = cfg_.rope_scaling;
+  at::Tensor inv = 1.0 / at::pow(at::scalar_tensor(theta, at::kFloat), exponent);
   if (rs.type == "linear") {
     inv = inv / rs.factor;
   } else if (rs.type == "llama3") {
@@ -72,12 +70,27 @@ Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOpt
     at::Tensor medium = at::logical_not(wavelen < high_wavelen) * at::logical_not(wavelen > low_wavelen);
     inv = at::where(medium, smoothed, scaled);
   }
-  inv_freq_ = inv.to(opts_.device);
+  return inv;
 }
 
-std::pair<at::Tensor, at::Tensor> Model::rotary_tables(int64_t T) const {
+}  // namespace
+
+Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path)
+    : cfg_(std::move(cfg)), tok_(std::move(tok)), w_(std::move(w)), opts_(opts), path_(std::move(path)) {
+  if (cfg_.arch->rope == RopeStyle::None || cfg_.rotary_dim == 0) return;
+  at::Tensor inv = inverse_frequencies(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_scaling);
+  // llama.cpp's rope_freqs (Llama-3.1 GGUF): the llama3 scaling as divisors.
+  if (w_.rope_factors.defined()) inv = inv / w_.rope_factors.to(at::kFloat).cpu();
+  inv_freq_ = inv.to(opts_.device);
+  // gemma3: sliding-window layers rotate with their own base, unscaled.
+  if (cfg_.local_rope_theta > 0)
+    local_inv_freq_ = inverse_frequencies(cfg_.rotary_dim, cfg_.local_rope_theta, RopeScaling{}).to(opts_.device);
+}
+
+std::pair<at::Tensor, at::Tensor> Model::rotary_tables(int64_t layer, int64_t T) const {
   at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(opts_.device));
-  at::Tensor freqs = at::outer(pos, inv_freq_);  // [T, rd/2]
+  const at::Tensor& inv = local_inv_freq_.defined() && cfg_.is_sliding(layer) ? local_inv_freq_ : inv_freq_;
+  at::Tensor freqs = at::outer(pos, inv);  // [T, rd/2]
   at::Tensor emb = cfg_.arch->rope == RopeStyle::Interleaved ? freqs.repeat_interleave(2, -1)
                                                              : at::cat({freqs, freqs}, -1);
   return {emb.cos().to(opts_.dtype), emb.sin().to(opts_.dtype)};
@@ -213,12 +226,22 @@ at::Tensor activate(const at::Tensor& x, Act a) {
 }  // namespace
 
 at::Tensor Model::norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
-  if (cfg_.arch->norm == NormKind::LayerNorm) return at::layer_norm(x, {cfg_.hidden}, w, b, cfg_.norm_eps);
+  if (!w.defined()) return x;  // the architecture has no norm here
+  if (cfg_.arch->norm == NormKind::LayerNorm) return at::layer_norm(x, {w.size(0)}, w, b, cfg_.norm_eps);
   // RMSNorm in float32, scaled in the compute dtype (as transformers does).
   at::Tensor xf = x.to(at::kFloat);
   xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + cfg_.norm_eps);
   return w * xf.to(x.scalar_type());
 }
+
+namespace {
+
+// Gemma's sqrt(hidden), rounded to the compute dtype as transformers does.
+at::Tensor embedding_scale(const at::Tensor& x, int64_t hidden) {
+  return x * at::scalar_tensor(std::sqrt(static_cast<double>(hidden)), x.options());
+}
+
+}  // namespace
 
 at::Tensor Model::input_embeddings(const at::Tensor& x) const {
   if (!cfg_.arch->learned_positions) return x;
@@ -237,11 +260,14 @@ at::Tensor Model::mlp_norm(int64_t l, const at::Tensor& x) const {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::Tensor& h, int64_t pos0) const {
   const LayerWeights& L = w_.layers[l];
   const int64_t B = h.size(0), T = h.size(1), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
-  at::Tensor q = linear(h, L.q_w, L.q_b).view({B, T, nh, hd}).transpose(1, 2);
-  at::Tensor k = linear(h, L.k_w, L.k_b).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor q = linear(h, L.q_w, L.q_b), k = linear(h, L.k_w, L.k_b);
+  if (cfg_.arch->qk_norm == QkNorm::Full) q = norm(q, L.q_norm_w, {}), k = norm(k, L.k_norm_w, {});
+  q = q.view({B, T, nh, hd}), k = k.view({B, T, nkv, hd});
+  if (cfg_.arch->qk_norm == QkNorm::PerHead) q = norm(q, L.q_norm_w, {}), k = norm(k, L.k_norm_w, {});
+  q = q.transpose(1, 2), k = k.transpose(1, 2);
   at::Tensor v = linear(h, L.v_w, L.v_b).view({B, T, nkv, hd}).transpose(1, 2);
   if (inv_freq_.defined()) {
-    auto [cos, sin] = rotary_tables(pos0 + T);
+    auto [cos, sin] = rotary_tables(l, pos0 + T);
     cos = cos.narrow(0, pos0, T), sin = sin.narrow(0, pos0, T);
     q = apply_rotary(q, cos, sin, cfg_.arch->rope);
     k = apply_rotary(k, cos, sin, cfg_.arch->rope);
@@ -249,7 +275,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::T
   return {q, k, v};
 }
 
-at::Tensor Model::attend(const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in, int64_t q_pos0) const {
+at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in,
+                         int64_t q_pos0) const {
   const int64_t B = q.size(0), Tq = q.size(2), Tk = k_in.size(2), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads;
   at::Tensor k = k_in, v = v_in;
   if (nkv != nh) {
@@ -258,13 +285,17 @@ at::Tensor Model::attend(const at::Tensor& q, const at::Tensor& k_in, const at::
   }
   // Scores and softmax in float32 (GPT-J and GPT-NeoX upcast; llama's
   // softmax is float32 too), probabilities back in the compute dtype.
-  at::Tensor scores =
-      at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) / std::sqrt(double(cfg_.head_dim));
-  // Query i sits at position q_pos0 + i and may see keys 0 .. q_pos0 + i.
+  const double scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(double(cfg_.head_dim));
+  at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) * scale;
+  if (cfg_.attn_softcap > 0) scores = at::tanh(scores / cfg_.attn_softcap) * cfg_.attn_softcap;
+  // Query i sits at position q_pos0 + i and may see keys 0 .. q_pos0 + i
+  // (in a sliding-window layer only the last `sliding_window` of them).
   auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
   at::Tensor qpos = at::arange(q_pos0, q_pos0 + Tq, opts).unsqueeze(1);
   at::Tensor kpos = at::arange(Tk, opts).unsqueeze(0);
-  scores.masked_fill_(kpos > qpos, -std::numeric_limits<float>::infinity());
+  at::Tensor hidden = kpos > qpos;
+  if (cfg_.is_sliding(l)) hidden = at::logical_or(hidden, kpos <= qpos - cfg_.sliding_window);
+  scores.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
   at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type());
   return at::matmul(probs, v).transpose(1, 2).reshape({B, Tq, nh * cfg_.head_dim});
 }
@@ -275,18 +306,40 @@ at::Tensor Model::attn_out(int64_t l, const at::Tensor& o) const {
 
 at::Tensor Model::mlp(int64_t l, const at::Tensor& h) const {
   const LayerWeights& L = w_.layers[l];
-  if (cfg_.arch->mlp == MlpKind::GatedSiLU)
+  if (cfg_.arch->mlp == MlpKind::Gated)
     return linear(activate(linear(h, L.gate_w, L.gate_b), cfg_.act) * linear(h, L.up_w, L.up_b), L.down_w, L.down_b);
   return linear(activate(linear(h, L.up_w, L.up_b), cfg_.act), L.down_w, L.down_b);
 }
 
+at::Tensor Model::block(int64_t l, const at::Tensor& x, const BlockAttention& attention, const SiteEdit& at_attn,
+                        const SiteEdit& at_mlp) const {
+  const LayerWeights& L = w_.layers[l];
+  at::Tensor h1 = attn_norm(l, x);
+  at::Tensor a = attention(h1);
+  if (at_attn) at_attn(a);
+  if (cfg_.parallel_block) {  // gptj, gpt_neox: both read the block input
+    at::Tensor m = mlp(l, cfg_.arch->shared_block_norm ? h1 : mlp_norm(l, x));
+    if (at_mlp) at_mlp(m);
+    return x + a + m;
+  }
+  // Sequential, with the post-norms of gemma2/3 and olmo2 where present.
+  at::Tensor mid = x + norm(a, L.attn_post_norm_w, {});
+  at::Tensor m = mlp(l, mlp_norm(l, mid));
+  if (at_mlp) at_mlp(m);
+  return mid + norm(m, L.mlp_post_norm_w, {});
+}
+
 at::Tensor Model::logits(const at::Tensor& x) const {
-  return linear(norm(x, w_.final_norm_w, w_.final_norm_b), w_.lm_head_w, w_.lm_head_b).to(at::kFloat);
+  at::Tensor out = linear(norm(x, w_.final_norm_w, w_.final_norm_b), w_.lm_head_w, w_.lm_head_b).to(at::kFloat);
+  if (cfg_.final_softcap > 0) out = at::tanh(out / cfg_.final_softcap) * cfg_.final_softcap;
+  return out;
 }
 
 at::Tensor Model::embed(const at::Tensor& ids) const {
   c10::InferenceMode guard;
-  return at::embedding(w_.embed, ids.to(opts_.device));
+  at::Tensor x = at::embedding(w_.embed, ids.to(opts_.device, at::kLong));
+  if (cfg_.arch->scaled_embedding) x = embedding_scale(x, cfg_.hidden);
+  return x;
 }
 
 at::Tensor Model::forward(const at::Tensor& ids_in, const SiteHook& hook, bool last_only) const {
@@ -297,31 +350,23 @@ at::Tensor Model::forward(const at::Tensor& ids_in, const SiteHook& hook, bool l
   if (T > cfg_.max_positions)
     throw Error("input has " + std::to_string(T) + " tokens, more than the model's context of " +
                 std::to_string(cfg_.max_positions));
-  at::Tensor ids = ids_in.to(opts_.device, at::kLong);
   auto at_site = [&](SiteKind k, int64_t l, at::Tensor& v) {
     if (hook) hook(Site{k, l}, v);
   };
 
-  at::Tensor x = at::embedding(w_.embed, ids);
+  at::Tensor x = embed(ids_in);
   at_site(SiteKind::Embed, 0, x);
   x = input_embeddings(x);
 
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     at_site(SiteKind::ResidPre, l, x);
-    at::Tensor h1 = attn_norm(l, x);
-    auto [q, k, v] = qkv(l, h1, 0);
-    at::Tensor a = attn_out(l, attend(q, k, v, 0));
-    at_site(SiteKind::Attn, l, a);
-    if (cfg_.parallel_block) {
-      at::Tensor m = mlp(l, cfg_.arch->shared_block_norm ? h1 : mlp_norm(l, x));
-      at_site(SiteKind::Mlp, l, m);
-      x = x + a + m;
-    } else {
-      x = x + a;
-      at::Tensor m = mlp(l, mlp_norm(l, x));
-      at_site(SiteKind::Mlp, l, m);
-      x = x + m;
-    }
+    x = block(
+        l, x,
+        [&](const at::Tensor& h) {
+          auto [q, k, v] = qkv(l, h, 0);
+          return attn_out(l, attend(l, q, k, v, 0));
+        },
+        [&](at::Tensor& a) { at_site(SiteKind::Attn, l, a); }, [&](at::Tensor& m) { at_site(SiteKind::Mlp, l, m); });
     at_site(SiteKind::ResidPost, l, x);
   }
   if (last_only) x = x.select(1, T - 1);

@@ -3,6 +3,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -49,7 +50,8 @@ class Model {
   // position only. `hook` sees every site in forward order.
   at::Tensor forward(const at::Tensor& ids, const SiteHook& hook = nullptr, bool last_only = false) const;
 
-  // Token embeddings [batch, tokens, hidden] in the compute dtype.
+  // Token embeddings [batch, tokens, hidden] in the compute dtype: the
+  // embedding site's value (gemma3's embedding module already scales them).
   at::Tensor embed(const at::Tensor& ids) const;
 
   Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path);
@@ -62,24 +64,38 @@ class Model {
   // q [B, heads, T, hd] and k, v [B, kv_heads, T, hd] of the normed input,
   // rotated for absolute positions pos0 .. pos0 + T - 1.
   std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv(int64_t layer, const at::Tensor& h, int64_t pos0) const;
-  // Causal attention of queries at positions q_pos0.. over keys at 0..Tk-1;
+  // Causal attention of queries at positions q_pos0.. over keys at 0..Tk-1
+  // (the layer's sliding window, scaling and soft-capping applied);
   // returns [B, Tq, heads * hd] before the output projection.
-  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_pos0) const;
+  at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    int64_t q_pos0) const;
   at::Tensor attn_out(int64_t layer, const at::Tensor& o) const;  // output projection
   at::Tensor mlp(int64_t layer, const at::Tensor& h) const;
-  at::Tensor logits(const at::Tensor& x) const;  // final norm + head, float32
+  at::Tensor logits(const at::Tensor& x) const;  // final norm + head (+ soft-capping), float32
+
+  // One block, its residual wiring written once (sequential, parallel, or
+  // with gemma2/olmo2 post-norms) for forward() and the fast engine alike.
+  // `attention` maps the block's normed input to the attention output (the
+  // Attn site: o_proj's output, before any post-norm); `at_attn` / `at_mlp`
+  // see and may replace the Attn / Mlp site values before they join the
+  // residual. Works on any leading shape ([B, T, d] or packed [N, d]).
+  using BlockAttention = std::function<at::Tensor(const at::Tensor& normed)>;
+  using SiteEdit = std::function<void(at::Tensor&)>;
+  at::Tensor block(int64_t layer, const at::Tensor& x, const BlockAttention& attention, const SiteEdit& at_attn,
+                   const SiteEdit& at_mlp) const;
 
  private:
   at::Tensor norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
-  // cos/sin tables [tokens, rotary_dim] for positions 0..T-1.
-  std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t T) const;
+  // cos/sin tables [tokens, rotary_dim] of a layer for positions 0..T-1.
+  std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t layer, int64_t T) const;
 
   ModelConfig cfg_;
   std::unique_ptr<Tokenizer> tok_;
   Weights w_;
   LoadOptions opts_;
   std::string path_;
-  at::Tensor inv_freq_;  // float32 [rotary_dim / 2]
+  at::Tensor inv_freq_;        // float32 [rotary_dim / 2]
+  at::Tensor local_inv_freq_;  // gemma3's sliding-window layers, or undefined
 };
 
 }  // namespace kt

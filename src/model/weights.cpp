@@ -79,128 +79,113 @@ struct Fetch {
 
 }  // namespace
 
+std::string TensorSource::name_of(const ArchSpec& arch, Tn t, int64_t layer, bool bias) const {
+  const TensorName* n = arch.find(t);
+  return layer_template(n ? n->hf : "", layer) + (bias ? ".bias" : ".weight");
+}
+
 std::unique_ptr<TensorSource> open_safetensors_source(const std::string& dir) {
   return std::make_unique<SafetensorsSource>(dir);
 }
 
 Weights load_weights(const ModelConfig& c, const TensorSource& src, at::ScalarType dtype, at::Device device) {
   Fetch W{src, dtype, device};
-  Weights w;
-  const int64_t d = c.hidden, V = c.vocab_size, I = c.intermediate;
-  const int64_t qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
-  const std::string mt = c.model_type;
-  w.layers.resize(c.n_layers);
+  const ArchSpec& A = *c.arch;
+  const int64_t d = c.hidden, V = c.vocab_size, I = c.intermediate, hd = c.head_dim;
+  const int64_t qd = c.n_heads * hd, kvd = c.n_kv_heads * hd;
+  // The stored [out, in] shape of each logical tensor (a norm: [size]).
+  auto shape_of = [&](Tn t) -> std::vector<int64_t> {
+    switch (t) {
+      case Tn::Embed: case Tn::Head: return {V, d};
+      case Tn::PosEmbed: return {c.max_positions, d};
+      case Tn::FinalNorm: case Tn::AttnNorm: case Tn::AttnPostNorm: case Tn::MlpNorm: case Tn::MlpPostNorm: return {d};
+      case Tn::QNorm: return {A.qk_norm == QkNorm::Full ? qd : hd};
+      case Tn::KNorm: return {A.qk_norm == QkNorm::Full ? kvd : hd};
+      case Tn::Q: return {qd, d};
+      case Tn::K: case Tn::V: return {kvd, d};
+      case Tn::Qkv: return {qd + 2 * kvd, d};
+      case Tn::O: return {d, qd};
+      case Tn::Gate: case Tn::Up: return {I, d};
+      case Tn::GateUp: return {2 * I, d};
+      case Tn::Down: return {d, I};
+    }
+    return {};
+  };
+  auto is_norm = [](Tn t) {
+    return t == Tn::FinalNorm || t == Tn::AttnNorm || t == Tn::AttnPostNorm || t == Tn::MlpNorm ||
+           t == Tn::MlpPostNorm || t == Tn::QNorm || t == Tn::KNorm;
+  };
+  // Weight (and bias, when the row and the config want one) of a logical
+  // tensor in layer l; undefined when the architecture has no such tensor.
+  auto get = [&](Tn t, int64_t l, at::Tensor* bias = nullptr) -> at::Tensor {
+    const TensorName* n = A.find(t);
+    if (!n) return {};
+    std::vector<int64_t> shape = shape_of(t);
+    if (n->conv1d) std::swap(shape[0], shape[1]);  // GPT-2's Conv1D stores [in, out]
+    at::Tensor w = W(src.name_of(A, t, l, false), shape);
+    if (n->conv1d) w = w.t().contiguous();
+    if (A.norm_plus_one && is_norm(t) && !src.norms_include_one()) w = w + 1;
+    const bool want_bias = n->bias == TensorName::WithBias || (n->bias == TensorName::QkvBias && c.qkv_bias) ||
+                           (n->bias == TensorName::OBias && c.o_bias) || (n->bias == TensorName::MlpBias && c.mlp_bias);
+    if (bias && want_bias) *bias = W(src.name_of(A, t, l, true), {shape_of(t)[0]});
+    return w;
+  };
 
-  if (mt == "llama" || mt == "mistral" || mt == "qwen2") {
-    w.embed = W("model.embed_tokens.weight", {V, d});
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      LayerWeights& L = w.layers[l];
-      L.attn_norm_w = W(p + "input_layernorm.weight", {d});
-      L.mlp_norm_w = W(p + "post_attention_layernorm.weight", {d});
-      L.q_w = W(p + "self_attn.q_proj.weight", {qd, d});
-      L.k_w = W(p + "self_attn.k_proj.weight", {kvd, d});
-      L.v_w = W(p + "self_attn.v_proj.weight", {kvd, d});
-      L.o_w = W(p + "self_attn.o_proj.weight", {d, qd});
-      if (c.qkv_bias) {
-        L.q_b = W(p + "self_attn.q_proj.bias", {qd});
-        L.k_b = W(p + "self_attn.k_proj.bias", {kvd});
-        L.v_b = W(p + "self_attn.v_proj.bias", {kvd});
+  Weights w;
+  w.embed = get(Tn::Embed, 0);
+  w.pos_embed = get(Tn::PosEmbed, 0);
+  w.layers.resize(c.n_layers);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights& L = w.layers[l];
+    L.attn_norm_w = get(Tn::AttnNorm, l, &L.attn_norm_b);
+    L.attn_post_norm_w = get(Tn::AttnPostNorm, l);
+    L.mlp_norm_w = get(Tn::MlpNorm, l, &L.mlp_norm_b);
+    L.mlp_post_norm_w = get(Tn::MlpPostNorm, l);
+    L.q_norm_w = get(Tn::QNorm, l);
+    L.k_norm_w = get(Tn::KNorm, l);
+    if (A.find(Tn::Qkv)) {
+      at::Tensor b;
+      at::Tensor qkv = get(Tn::Qkv, l, &b);
+      auto split = [&](const at::Tensor& t) -> std::vector<at::Tensor> {
+        if (A.qkv_layout == QkvLayout::PerHead) {  // rows per head: [q_h, k_h, v_h] (no grouped kv)
+          at::Tensor v = t.reshape({c.n_heads, 3, hd, -1});
+          std::vector<at::Tensor> out;
+          for (int64_t i = 0; i < 3; ++i) out.push_back(v.select(1, i).reshape({qd, -1}).contiguous());
+          return out;
+        }
+        auto parts = t.split_with_sizes({qd, kvd, kvd}, 0);
+        return {parts[0].contiguous(), parts[1].contiguous(), parts[2].contiguous()};
+      };
+      auto ws = split(qkv);
+      L.q_w = ws[0], L.k_w = ws[1], L.v_w = ws[2];
+      if (b.defined()) {
+        auto bs = split(b.unsqueeze(-1));
+        L.q_b = bs[0].squeeze(-1), L.k_b = bs[1].squeeze(-1), L.v_b = bs[2].squeeze(-1);
       }
-      if (c.o_bias) L.o_b = W(p + "self_attn.o_proj.bias", {d});
-      L.gate_w = W(p + "mlp.gate_proj.weight", {I, d});
-      L.up_w = W(p + "mlp.up_proj.weight", {I, d});
-      L.down_w = W(p + "mlp.down_proj.weight", {d, I});
-      if (c.mlp_bias) {
-        L.gate_b = W(p + "mlp.gate_proj.bias", {I});
-        L.up_b = W(p + "mlp.up_proj.bias", {I});
-        L.down_b = W(p + "mlp.down_proj.bias", {d});
-      }
+    } else {
+      L.q_w = get(Tn::Q, l, &L.q_b);
+      L.k_w = get(Tn::K, l, &L.k_b);
+      L.v_w = get(Tn::V, l, &L.v_b);
     }
-    w.final_norm_w = W("model.norm.weight", {d});
-    w.lm_head_w = c.tie_embeddings ? w.embed : W("lm_head.weight", {V, d});
-  } else if (mt == "gpt2") {
-    w.embed = W("transformer.wte.weight", {V, d});
-    w.pos_embed = W("transformer.wpe.weight", {c.max_positions, d});
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      const std::string p = "transformer.h." + std::to_string(l) + ".";
-      LayerWeights& L = w.layers[l];
-      L.attn_norm_w = W(p + "ln_1.weight", {d});
-      L.attn_norm_b = W(p + "ln_1.bias", {d});
-      L.mlp_norm_w = W(p + "ln_2.weight", {d});
-      L.mlp_norm_b = W(p + "ln_2.bias", {d});
-      // Conv1D stores [in, out]: transpose to [out, in], then split q/k/v.
-      at::Tensor qkv = W(p + "attn.c_attn.weight", {d, 3 * d}).t().contiguous();
-      at::Tensor qkv_b = W(p + "attn.c_attn.bias", {3 * d});
-      auto ws = qkv.split(d, 0);
-      auto bs = qkv_b.split(d, 0);
-      L.q_w = ws[0].contiguous(), L.k_w = ws[1].contiguous(), L.v_w = ws[2].contiguous();
-      L.q_b = bs[0].contiguous(), L.k_b = bs[1].contiguous(), L.v_b = bs[2].contiguous();
-      L.o_w = W(p + "attn.c_proj.weight", {d, d}).t().contiguous();
-      L.o_b = W(p + "attn.c_proj.bias", {d});
-      L.up_w = W(p + "mlp.c_fc.weight", {d, I}).t().contiguous();
-      L.up_b = W(p + "mlp.c_fc.bias", {I});
-      L.down_w = W(p + "mlp.c_proj.weight", {I, d}).t().contiguous();
-      L.down_b = W(p + "mlp.c_proj.bias", {d});
+    L.o_w = get(Tn::O, l, &L.o_b);
+    if (A.find(Tn::GateUp)) {  // phi3: rows [gate; up]
+      at::Tensor gu = get(Tn::GateUp, l);
+      L.gate_w = gu.narrow(0, 0, I).contiguous();
+      L.up_w = gu.narrow(0, I, I).contiguous();
+    } else {
+      L.gate_w = get(Tn::Gate, l, &L.gate_b);
+      L.up_w = get(Tn::Up, l, &L.up_b);
     }
-    w.final_norm_w = W("transformer.ln_f.weight", {d});
-    w.final_norm_b = W("transformer.ln_f.bias", {d});
-    at::Tensor head = W("lm_head.weight", {V, d}, /*required=*/false);
-    w.lm_head_w = head.defined() && !c.tie_embeddings ? head : w.embed;
-  } else if (mt == "gpt_neox") {
-    w.embed = W("gpt_neox.embed_in.weight", {V, d});
-    const int64_t hd = c.head_dim, nh = c.n_heads;
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
-      LayerWeights& L = w.layers[l];
-      L.attn_norm_w = W(p + "input_layernorm.weight", {d});
-      L.attn_norm_b = W(p + "input_layernorm.bias", {d});
-      L.mlp_norm_w = W(p + "post_attention_layernorm.weight", {d});
-      L.mlp_norm_b = W(p + "post_attention_layernorm.bias", {d});
-      // Fused rows are laid out per head as [q(hd), k(hd), v(hd)].
-      at::Tensor qkv = W(p + "attention.query_key_value.weight", {3 * qd, d}).view({nh, 3, hd, d});
-      L.q_w = qkv.select(1, 0).reshape({qd, d}).contiguous();
-      L.k_w = qkv.select(1, 1).reshape({qd, d}).contiguous();
-      L.v_w = qkv.select(1, 2).reshape({qd, d}).contiguous();
-      if (c.qkv_bias) {
-        at::Tensor qkv_b = W(p + "attention.query_key_value.bias", {3 * qd}).view({nh, 3, hd});
-        L.q_b = qkv_b.select(1, 0).reshape({qd}).contiguous();
-        L.k_b = qkv_b.select(1, 1).reshape({qd}).contiguous();
-        L.v_b = qkv_b.select(1, 2).reshape({qd}).contiguous();
-      }
-      L.o_w = W(p + "attention.dense.weight", {d, qd});
-      if (c.o_bias) L.o_b = W(p + "attention.dense.bias", {d});
-      L.up_w = W(p + "mlp.dense_h_to_4h.weight", {I, d});
-      L.up_b = W(p + "mlp.dense_h_to_4h.bias", {I});
-      L.down_w = W(p + "mlp.dense_4h_to_h.weight", {d, I});
-      L.down_b = W(p + "mlp.dense_4h_to_h.bias", {d});
-    }
-    w.final_norm_w = W("gpt_neox.final_layer_norm.weight", {d});
-    w.final_norm_b = W("gpt_neox.final_layer_norm.bias", {d});
-    w.lm_head_w = c.tie_embeddings ? w.embed : W("embed_out.weight", {V, d});
-  } else if (mt == "gptj") {
-    w.embed = W("transformer.wte.weight", {V, d});
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      const std::string p = "transformer.h." + std::to_string(l) + ".";
-      LayerWeights& L = w.layers[l];
-      L.attn_norm_w = W(p + "ln_1.weight", {d});
-      L.attn_norm_b = W(p + "ln_1.bias", {d});
-      L.q_w = W(p + "attn.q_proj.weight", {qd, d});
-      L.k_w = W(p + "attn.k_proj.weight", {qd, d});
-      L.v_w = W(p + "attn.v_proj.weight", {qd, d});
-      L.o_w = W(p + "attn.out_proj.weight", {d, qd});
-      L.up_w = W(p + "mlp.fc_in.weight", {I, d});
-      L.up_b = W(p + "mlp.fc_in.bias", {I});
-      L.down_w = W(p + "mlp.fc_out.weight", {d, I});
-      L.down_b = W(p + "mlp.fc_out.bias", {d});
-    }
-    w.final_norm_w = W("transformer.ln_f.weight", {d});
-    w.final_norm_b = W("transformer.ln_f.bias", {d});
-    w.lm_head_w = W("lm_head.weight", {V, d});
-    w.lm_head_b = W("lm_head.bias", {V});
-  } else {
-    throw Error("load_weights: no weight layout for model_type '" + mt + "'");
+    L.down_w = get(Tn::Down, l, &L.down_b);
   }
+  w.final_norm_w = get(Tn::FinalNorm, 0, &w.final_norm_b);
+  if (c.tie_embeddings) {
+    w.lm_head_w = w.embed;
+  } else {
+    w.lm_head_w = get(Tn::Head, 0);
+    if (c.lm_head_bias) w.lm_head_b = W(src.name_of(A, Tn::Head, 0, true), {V});
+  }
+  w.rope_factors = src.rope_factors(c);
   return w;
 }
 

@@ -103,21 +103,14 @@ CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, co
   x = model.input_embeddings(x);
   for (int64_t k = 0; k < c.n_layers; ++k) {
     r.block_in.push_back(x);
-    at::Tensor h1 = model.attn_norm(k, x);
-    auto [q, kk, v] = model.qkv(k, h1, 0);
-    r.keys.push_back(kk), r.values.push_back(v);
-    at::Tensor a = model.attn_out(k, model.attend(q, kk, v, 0));
-    r.attn.push_back(a);
-    at::Tensor m;
-    if (c.parallel_block) {
-      m = model.mlp(k, model.mlp_norm(k, x));
-      x = x + a + m;
-    } else {
-      x = x + a;
-      m = model.mlp(k, model.mlp_norm(k, x));
-      x = x + m;
-    }
-    r.mlp.push_back(m);
+    x = model.block(
+        k, x,
+        [&](const at::Tensor& h1) {
+          auto [q, kk, v] = model.qkv(k, h1, 0);
+          r.keys.push_back(kk), r.values.push_back(v);
+          return model.attn_out(k, model.attend(k, q, kk, v, 0));
+        },
+        [&](at::Tensor& a) { r.attn.push_back(a); }, [&](at::Tensor& m) { r.mlp.push_back(m); });
   }
   r.block_in.push_back(x);
   r.low_score = detail::answer_probability(model.logits(x.select(1, x.size(1) - 1)), p.trace.answer_id);
@@ -130,7 +123,7 @@ struct FlopCounter {
   double total = 0;
   void tokens(int64_t n) {
     const double d = c.hidden, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim, I = c.intermediate;
-    const double mlp = c.arch->mlp == MlpKind::GatedSiLU ? 3 * d * I : 2 * d * I;
+    const double mlp = c.arch->mlp == MlpKind::Gated ? 3 * d * I : 2 * d * I;
     total += 2.0 * n * (d * qd + 2 * d * kvd + qd * d + mlp);
   }
   void attention(int64_t rows, int64_t tq, int64_t tk) { total += 4.0 * rows * c.n_heads * tq * tk * c.head_dim; }
@@ -215,39 +208,36 @@ void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun
     }
     at::Tensor x = at::cat(parts, 0);
     flops.tokens(n_tok);
-    at::Tensor h1 = model.attn_norm(k, x);
-    std::vector<at::Tensor> outs;
-    for (size_t gi = 0; gi < live.size(); ++gi) {
-      Group& g = *live[gi];
-      const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * S;
-      auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
-      if (g.t > 0) {  // keys/values of earlier positions: the corrupted run's
-        const int64_t reps = static_cast<int64_t>(g.active);
-        kk = at::cat({cr.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
-        v = at::cat({cr.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
+    // Attention of each group over its own live tokens, with the corrupted
+    // run's keys/values of the positions before them.
+    auto attention = [&](const at::Tensor& h1) {
+      std::vector<at::Tensor> outs;
+      for (size_t gi = 0; gi < live.size(); ++gi) {
+        Group& g = *live[gi];
+        const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * S;
+        auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
+        if (g.t > 0) {
+          const int64_t reps = static_cast<int64_t>(g.active);
+          kk = at::cat({cr.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
+          v = at::cat({cr.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
+        }
+        flops.attention(rows, len, T);
+        outs.push_back(model.attend(k, q, kk, v, g.t).reshape({rows * len, -1}));
       }
-      flops.attention(rows, len, T);
-      outs.push_back(model.attend(q, kk, v, g.t).reshape({rows * len, -1}));
-    }
-    at::Tensor a = model.attn_out(k, at::cat(outs, 0));
-    for (size_t gi = 0; gi < live.size(); ++gi)
-      substitute(a, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.attn(k); },
-                 clean_at(SiteKind::Attn, k, live[gi]->t), cr.attn[k].select(1, live[gi]->t));
-    auto mlp_subs = [&](at::Tensor& m) {
-      for (size_t gi = 0; gi < live.size(); ++gi)
-        substitute(m, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.mlp(k); },
-                   clean_at(SiteKind::Mlp, k, live[gi]->t), cr.mlp[k].select(1, live[gi]->t));
+      return model.attn_out(k, at::cat(outs, 0));
     };
-    if (c.parallel_block) {
-      at::Tensor m = model.mlp(k, c.arch->shared_block_norm ? h1 : model.mlp_norm(k, x));
-      mlp_subs(m);
-      x = x + a + m;
-    } else {
-      x = x + a;
-      at::Tensor m = model.mlp(k, model.mlp_norm(k, x));
-      mlp_subs(m);
-      x = x + m;
-    }
+    x = model.block(
+        k, x, attention,
+        [&](at::Tensor& a) {
+          for (size_t gi = 0; gi < live.size(); ++gi)
+            substitute(a, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.attn(k); },
+                       clean_at(SiteKind::Attn, k, live[gi]->t), cr.attn[k].select(1, live[gi]->t));
+        },
+        [&](at::Tensor& m) {
+          for (size_t gi = 0; gi < live.size(); ++gi)
+            substitute(m, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.mlp(k); },
+                       clean_at(SiteKind::Mlp, k, live[gi]->t), cr.mlp[k].select(1, live[gi]->t));
+        });
     for (size_t gi = 0; gi < live.size(); ++gi) {
       Group& g = *live[gi];
       const int64_t len = T - g.t;

@@ -12,7 +12,8 @@ own forward pass (eager attention, float32):
   golden_logits_last_bf16.bin float32 [n_prompts, vocab]   transformers run in bfloat16
   golden_sites.bin            float32 values of forward hooks on prompt 0
 
-Run from the repository root:  python3 tests/reference/make_fixtures.py
+Run from the repository root:  python3 tests/reference/make_fixtures.py [name ...]
+(names: keys of FIXTURES; none = all of them)
 Needs: torch, transformers, tokenizers (PyPI). The tokenizers come from
 tests/reference/make_tokenizer_fixtures.py (run it first).
 """
@@ -44,7 +45,9 @@ PROMPTS = [
     "Its capital is",
 ]
 
-# name -> (config class, tokenizer, storage dtype, config kwargs)
+# name -> (config class, tokenizer, storage dtype, config kwargs[, options])
+# options: norm_noise (std of seeded noise added to every norm weight; 0 = as initialised)
+NORM_NOISE = dict(norm_noise=0.2)
 COMMON = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
               max_position_embeddings=128, initializer_range=0.08)
 FIXTURES = {
@@ -63,12 +66,40 @@ FIXTURES = {
     "gptj": (tf.GPTJConfig, "gpt2", torch.float32, dict(
         n_embd=64, n_layer=3, n_head=4, n_positions=128, rotary_dim=8, n_inner=128, initializer_range=0.08,
         tie_word_embeddings=False)),
+    # Rows with a fifth element carry options (OPTIONS). NORM_NOISE: random norm
+    # weights, so a norm applied in the wrong place or as w instead of 1 + w
+    # changes the goldens (initialised norms are all 1, or all 0 for Gemma).
+    "gemma": (tf.GemmaConfig, "gemma", torch.float32, dict(
+        COMMON, head_dim=16, num_key_value_heads=1, hidden_act="gelu_pytorch_tanh",
+        tie_word_embeddings=True), NORM_NOISE),
+    "gemma2": (tf.Gemma2Config, "gemma", torch.bfloat16, dict(
+        COMMON, num_hidden_layers=4, head_dim=16, num_key_value_heads=2, hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=24, attn_logit_softcapping=5.0, final_logit_softcapping=3.0, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"] * 2, tie_word_embeddings=True), NORM_NOISE),
+    # heads * head_dim (128) != hidden (64), as in Gemma-3-270M (4 x 256 vs 640).
+    "gemma3_text": (tf.Gemma3TextConfig, "gemma", torch.float32, dict(
+        COMMON, num_hidden_layers=4, head_dim=32, num_key_value_heads=1, hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=48, sliding_window=4, sliding_window_pattern=2,
+        layer_types=["sliding_attention", "full_attention"] * 2,
+        rope_theta=1e6, rope_local_base_freq=10000.0, rope_scaling={"rope_type": "linear", "factor": 8.0},
+        tie_word_embeddings=True), NORM_NOISE),
+    "qwen3": (tf.Qwen3Config, "qwen2", torch.bfloat16, dict(
+        COMMON, head_dim=16, num_key_value_heads=2, attention_bias=False, use_sliding_window=False,
+        tie_word_embeddings=False), NORM_NOISE),
+    "olmo2": (tf.Olmo2Config, "gpt2", torch.float32, dict(
+        COMMON, num_key_value_heads=2, tie_word_embeddings=False), NORM_NOISE),
+    # pad_token_id: Phi3Config's default (32000) is outside the tiny vocab.
+    "phi3": (tf.Phi3Config, "llama2", torch.float16, dict(
+        COMMON, num_key_value_heads=2, partial_rotary_factor=1.0, rope_scaling=None,
+        original_max_position_embeddings=128, pad_token_id=2, tie_word_embeddings=False), NORM_NOISE),
+    "mistral_window": (tf.MistralConfig, "mistral", torch.float32, dict(
+        COMMON, num_key_value_heads=2, sliding_window=4, tie_word_embeddings=False), NORM_NOISE),
 }
 
 
 def module_names(model_type, n_layers):
     """HF module names per site kind, as knowtrace exposes them."""
-    if model_type in ("llama", "mistral", "qwen2"):
+    if model_type in ("llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text", "qwen3", "olmo2", "phi3"):
         return "model.embed_tokens", "model.layers.{}", "model.layers.{}.self_attn", "model.layers.{}.mlp"
     if model_type in ("gpt2", "gptj"):
         return "transformer.wte", "transformer.h.{}", "transformer.h.{}.attn", "transformer.h.{}.mlp"
@@ -81,7 +112,17 @@ def first(x):
     return x[0] if isinstance(x, (tuple, list)) else x
 
 
-def make(name, cfg_cls, tok_name, store_dtype, kwargs):
+def perturb_norms(model, name, std):
+    """Seeded noise on every norm weight (own generator: the global stream is untouched)."""
+    g = torch.Generator().manual_seed(sum(map(ord, name)) + 1)
+    with torch.no_grad():
+        for mod in model.modules():
+            if "Norm" in type(mod).__name__ and getattr(mod, "weight", None) is not None:
+                mod.weight.add_(torch.randn(mod.weight.shape, generator=g) * std)
+
+
+def make(name, cfg_cls, tok_name, store_dtype, kwargs, options=None):
+    options = options or {}
     out = os.path.join(OUT_DIR, name)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -95,6 +136,8 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs):
     cfg = cfg_cls(vocab_size=vocab, **kwargs, **specials)
     torch.manual_seed(sum(map(ord, name)))
     model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    if options.get("norm_noise"):
+        perturb_norms(model, name, options["norm_noise"])
     # Round weights through the storage dtype so the float32 goldens are
     # exactly what the stored (possibly fp16/bf16) checkpoint holds.
     with torch.no_grad():
@@ -119,6 +162,12 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs):
             records.append((site, x.detach().clone()))
         return f
 
+    sites = [emb_name] + [t.format(l) for l in range(cfg.num_hidden_layers) for t in (layer_t, attn_t, mlp_t)]
+    missing = [s for s in sites if s not in mods]
+    if missing:
+        sys.exit(f"{name}: no module {missing} in {type(model).__name__}")
+    print(f"{name}: {type(model).__name__}, sites " + ", ".join(
+        f"{s} ({type(mods[s]).__name__})" for s in [emb_name] + [t.format(0) for t in (layer_t, attn_t, mlp_t)]))
     handles = [mods[emb_name].register_forward_hook(hook_out(emb_name))]
     for l in range(cfg.num_hidden_layers):
         handles.append(mods[layer_t.format(l)].register_forward_pre_hook(hook_in(layer_t.format(l) + ".input"),
@@ -182,9 +231,12 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs):
 
 def main():
     only = sys.argv[1:]
-    for name, (cls, tok, dt, kw) in FIXTURES.items():
+    unknown = [n for n in only if n not in FIXTURES]
+    if unknown:
+        sys.exit(f"unknown fixture {unknown}; known: {' '.join(FIXTURES)}")
+    for name, row in FIXTURES.items():
         if not only or name in only:
-            make(name, cls, tok, dt, kw)
+            make(name, *row)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ Severing keeps attention / MLP outputs at token t at their corrupted value
 from the *same* noise draw (DESIGN.md section 2; ROME's notebook redraws).
 
   python3 tests/reference/rome_reference.py fixtures   # tiny fixture models
+  python3 tests/reference/rome_reference.py fixtures gemma qwen3   # only those
   python3 tests/reference/rome_reference.py smollm2    # needs models/*.gguf
+  python3 tests/reference/rome_reference.py gemma3     # 1 fact; needs tests/fixtures/gemma3/filter.json
 
 Writes tests/fixtures/traces/<model>.json.
 """
@@ -58,10 +60,18 @@ def decode_tokens(tok, ids):
     return [tok.decode([i]) for i in ids]
 
 
-def find_token_range(tok, ids, subject):
-    """ROME's character-matching subject finder."""
+def find_token_range(tok, ids, subject, prompt=None):
+    """ROME's character-matching subject finder.
+
+    On Llama-2 / Mistral-style SentencePiece decoders each token decoded
+    alone loses its leading space, so ROME's matching finds no subject with a
+    space in it (ROME itself would fail there). Given the prompt, such a fact
+    falls back to prefix_token_range: the rule knowtrace uses for every
+    tokenizer (subject_token_range), on which ROME's agrees wherever it works."""
     toks = decode_tokens(tok, ids)
     whole = "".join(toks)
+    if prompt is not None and subject not in whole:
+        return prefix_token_range(tok, ids, prompt, subject)
     loc0 = whole.index(subject)
     loc, b, e = 0, None, None
     for i, t in enumerate(toks):
@@ -69,6 +79,26 @@ def find_token_range(tok, ids, subject):
         if b is None and loc > loc0:
             b = i
         if e is None and loc >= loc0 + len(subject):
+            e = i + 1
+            break
+    return b, e
+
+
+def prefix_token_range(tok, ids, prompt, subject):
+    """knowtrace's subject_token_range from where each token's text ends: the
+    first token ending after the subject's first character to the first one
+    reaching its last. Ends come from decoding every prefix of the ids without
+    special tokens (BOS covers no text; a SentencePiece-inserted leading space
+    is dropped by the decoder, as knowtrace gives it an empty range)."""
+    loc0 = prompt.index(subject)
+    b = e = None
+    for i in range(len(ids)):
+        prefix = tok.decode(ids[:i + 1], skip_special_tokens=True)
+        if not prompt.startswith(prefix):
+            raise ValueError(f"decoded prefix {prefix!r} is not a prefix of {prompt!r}")
+        if b is None and len(prefix) > loc0 and len(prefix) > len(tok.decode(ids[:i], skip_special_tokens=True)):
+            b = i
+        if e is None and len(prefix) >= loc0 + len(subject):
             e = i + 1
             break
     return b, e
@@ -144,7 +174,7 @@ class Tracer:
 
     def trace(self, prompt, subject, mediators=MEDIATORS):
         ids = self.tok(prompt)["input_ids"]
-        b, e = find_token_range(self.tok, ids, subject)
+        b, e = find_token_range(self.tok, ids, subject, prompt=prompt)
         T = len(ids)
         p, _ = self.run(ids, b, e)  # row 0 clean
         answer = int(torch.argmax(p[0]))
@@ -177,9 +207,14 @@ class Tracer:
         return out
 
 
-def fixtures():
+def fixtures(*only):
+    """Every fixture model, or only the ones named."""
     models_dir = os.path.join(ROOT, "tests", "fixtures", "models")
-    for name in sorted(os.listdir(models_dir)):
+    present = sorted(os.listdir(models_dir))
+    missing = [n for n in only if n not in present]
+    if missing:
+        sys.exit(f"no fixture model {missing} under {models_dir}: run make_fixtures.py {' '.join(missing)}")
+    for name in only or present:
         d = os.path.join(models_dir, name)
         model = tf.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
         tok = tf.AutoTokenizer.from_pretrained(d)
@@ -199,12 +234,29 @@ def fixtures():
         print(f"{name}: noise {3 * std:.4f}, {len(golden['facts'])} facts")
 
 
-def smollm2():
+def first_kept(rule):
+    """The first known_1000 fact a filter rule keeps (tests/fixtures/<model>/filter.json)."""
+    def ids(name):
+        with open(os.path.join(ROOT, "tests", "fixtures", name, "filter.json")) as f:
+            return json.load(f)[rule][:1]
+    return ids
+
+
+# name -> .gguf file-name match under models/, where to get it, which known_1000 facts
+REAL_MODELS = {
+    "smollm2": dict(match="smollm2", get="scripts/get-model.sh smollm2-135m", known_ids=lambda name: SMOLLM_KNOWN_IDS),
+    # the fact make_gguf_goldens.py gemma3 finds first under ROME's filter rule
+    "gemma3": dict(match="gemma-3", get="scripts/get-model.sh gemma3-270m", known_ids=first_kept("rome")),
+}
+
+
+def real_model(name):
     import glob
+    row = REAL_MODELS[name]
     gguf = sorted(glob.glob(os.path.join(ROOT, "models", "*.gguf")))
-    gguf = [g for g in gguf if "smollm2" in os.path.basename(g).lower()]
+    gguf = [g for g in gguf if row["match"] in os.path.basename(g).lower()]
     if not gguf:
-        sys.exit("no SmolLM2 .gguf under models/: run scripts/get-model.sh smollm2-135m")
+        sys.exit(f"no {name} .gguf under models/: run {row['get']}")
     path = gguf[0]
     data = os.environ.get("KNOWTRACE_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
     known = json.load(open(os.path.join(data, "known_1000.json")))
@@ -215,8 +267,9 @@ def smollm2():
     golden = {"model": os.path.basename(path), "samples": SMOLLM_SAMPLES, "window": 10, "seed": 1, "noise_std_multiple": 3,
               "embedding_std": std, "noise_level": 3 * std, "facts": []}
     tr = Tracer(model, tok, samples=SMOLLM_SAMPLES, noise=3 * std, window=10)
-    for kid in SMOLLM_KNOWN_IDS:
+    for kid in row["known_ids"](name):
         k = known[kid]
+        assert k["known_id"] == kid
         t0 = time.time()
         res = tr.trace(k["prompt"], k["subject"])
         golden["facts"].append({"known_id": kid, "prompt": k["prompt"], "subject": k["subject"], "resid_post": res,
@@ -224,10 +277,15 @@ def smollm2():
         print(f"known {kid}: answer {res['answer']!r} high {res['high_score']:.4f} low {res['low_score']:.4f}"
               f" ({time.time() - t0:.0f} s)", flush=True)
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "smollm2.json"), "w") as f:
+    with open(os.path.join(OUT, name + ".json"), "w") as f:
         json.dump(golden, f, ensure_ascii=False)
 
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "fixtures"
-    {"fixtures": fixtures, "smollm2": smollm2}[what]()
+    if what == "fixtures":
+        fixtures(*sys.argv[2:])
+    elif what in REAL_MODELS and len(sys.argv) == 2:
+        real_model(what)
+    else:
+        sys.exit(f"usage: {sys.argv[0]} fixtures [model ...] | " + " | ".join(REAL_MODELS))

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "model/model.h"
+#include "test_support.h"
 #include "trace/fast_engine.h"
 #include "trace/tracer.h"
 #include "util/error.h"
@@ -26,7 +27,7 @@ kt::LoadOptions test_device(at::ScalarType dtype = at::kFloat) {
 }
 
 const std::string kModels = std::string(KT_SOURCE_DIR) + "/tests/fixtures/models/";
-const std::vector<std::string> kArchs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj"};
+const std::vector<std::string>& kArchs = kt_test::fixture_archs();
 const std::vector<std::pair<std::string, std::string>> kFacts = {
     {"The Eiffel Tower is located in the city of", "The Eiffel Tower"},
     {"The mother tongue of Danielle Darrieux is", "Danielle Darrieux"},

@@ -7,13 +7,14 @@
 #include <fstream>
 
 #include "model/model.h"
+#include "test_support.h"
 #include "util/error.h"
 #include "util/paths.h"
 
 namespace {
 
 const std::string kModels = std::string(KT_SOURCE_DIR) + "/tests/fixtures/models/";
-const std::vector<std::string> kArchs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj"};
+const std::vector<std::string>& kArchs = kt_test::fixture_archs();
 
 std::vector<float> read_f32(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);

@@ -9,12 +9,22 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "util/error.h"
 
 namespace kt_test {
 
 namespace fs = std::filesystem;
+
+// The tiny fixture checkpoints under tests/fixtures/models/ (made by
+// tests/reference/make_fixtures.py), one per architecture row and setting.
+inline const std::vector<std::string>& fixture_archs() {
+  static const std::vector<std::string> archs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj",
+                                                 "gemma", "gemma2", "gemma3_text", "qwen3", "olmo2", "phi3",
+                                                 "mistral_window"};
+  return archs;
+}
 
 // /tmp/kt_test_<binary>_<pid>, created once per test binary.
 inline fs::path temp_root() {

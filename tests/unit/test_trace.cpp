@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "model/model.h"
+#include "test_support.h"
 #include "trace/noise.h"
 #include "io/npz.h"
 #include "trace/result_store.h"
@@ -32,7 +33,7 @@ kt::LoadOptions test_device(at::ScalarType dtype = at::kFloat) {
 }
 
 const std::string kSrc = KT_SOURCE_DIR;
-const std::vector<std::string> kArchs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj"};
+const std::vector<std::string>& kArchs = kt_test::fixture_archs();
 const std::vector<std::string> kFixtureSubjects = {"The Eiffel Tower", "Vinson Massif", "Danielle Darrieux",
                                                    "Miles Davis"};
 
