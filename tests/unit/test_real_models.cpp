@@ -1,11 +1,14 @@
 // links: kt_trace
-// The real default model, SmolLM2-135M-Instruct (GGUF Q4_1), against
-// transformers loading the same file (tests/reference/make_gguf_goldens.py),
-// and the reference tracer against ROME on transformers for known_1000
-// facts (tests/reference/rome_reference.py smollm2).
+// The real models from the registry against transformers loading the same
+// .gguf files (tests/reference/make_gguf_goldens.py): the default,
+// SmolLM2-135M-Instruct (GGUF Q4_1, llama), and Gemma-3-270M (GGUF Q4_K_M,
+// gemma3: sliding-window layers with their own rotary base, q/k norms,
+// sandwich norms, scaled embeddings); and both engines against ROME on
+// transformers for known_1000 facts (tests/reference/rome_reference.py).
 //
-// The model comes from scripts/get-model.sh (run by scripts/setup.sh); a
-// missing model fails these tests, it does not skip them.
+// The models come from scripts/get-model.sh (setup.sh fetches SmolLM2,
+// test.sh Gemma-3); a missing SmolLM2 fails these tests, a missing Gemma-3
+// skips its own with the reason.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +26,7 @@ namespace {
 
 const std::string kSrc = KT_SOURCE_DIR;
 const std::string kModel = kSrc + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const std::string kGemma = kSrc + "/models/gemma-3-270m-q4_k_m.gguf";
 
 nlohmann::json load_json(const std::string& rel) {
   return nlohmann::json::parse(kt::read_text_file(kSrc + "/" + rel));
@@ -64,13 +68,24 @@ TEST(SmolLM2, TokenIdsOfAllKnown1000PromptsAndSubjectsMatchTransformers) {
   EXPECT_EQ(n, 1209);
 }
 
-TEST(SmolLM2, LastPositionLogProbsMatchTransformers) {
+const kt::Model* gemma3() {
+  static std::unique_ptr<kt::Model> m;
+  if (!m && fs::exists(kGemma)) m = kt::Model::load(kGemma);
+  return m.get();
+}
+
+#define KT_NEED_GEMMA3()                                   \
+  const kt::Model* gemma = gemma3();                       \
+  if (!gemma) GTEST_SKIP() << kGemma << " not present: scripts/get-model.sh gemma3-270m fetches it"
+
+// Top-20 last-position log-probabilities on the golden's prompts: same
+// top-1, every value within 1e-3.
+void expect_logprobs_match(const kt::Model& m, const std::string& golden_file, const char* tag) {
   const std::string dir = kt::data_dir_from_env();
   if (dir.empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
   auto known = nlohmann::json::parse(kt::read_text_file(dir + "/known_1000.json"));
-  auto golden = load_json("tests/fixtures/smollm2/logprobs.json")["prompts"];
+  auto golden = load_json(golden_file)["prompts"];
   ASSERT_GE(golden.size(), 20u);
-  const auto& m = smollm2();
   double worst = 0;
   for (const auto& row : golden) {
     const std::string prompt = known[row["known_id"].get<int>()]["prompt"];
@@ -86,7 +101,32 @@ TEST(SmolLM2, LastPositionLogProbsMatchTransformers) {
       EXPECT_LE(d, 1e-3) << prompt << " token " << top_ids[i];
     }
   }
-  std::printf("[smollm2] max |log-prob diff| vs transformers (top-20, %zu prompts): %.3g\n", golden.size(), worst);
+  std::printf("[%s] max |log-prob diff| vs transformers (top-20, %zu prompts): %.3g\n", tag, golden.size(), worst);
+}
+
+TEST(SmolLM2, LastPositionLogProbsMatchTransformers) {
+  expect_logprobs_match(smollm2(), "tests/fixtures/smollm2/logprobs.json", "smollm2");
+}
+
+TEST(Gemma3, ArchitectureFromGgufMetadata) {
+  KT_NEED_GEMMA3();
+  const auto& c = gemma->config();
+  EXPECT_EQ(c.model_type, "gemma3_text");
+  EXPECT_EQ(c.n_layers, 18);
+  EXPECT_EQ(c.hidden, 640);
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.vocab_size, 262144);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.sliding_window, 512);
+  int global = 0;
+  for (int64_t l = 0; l < c.n_layers; ++l) global += c.is_sliding(l) ? 0 : 1;
+  EXPECT_EQ(global, 3);  // every 6th layer
+  EXPECT_EQ(c.local_rope_theta, 10000.0);
+}
+
+TEST(Gemma3, LastPositionLogProbsMatchTransformers) {
+  KT_NEED_GEMMA3();
+  expect_logprobs_match(*gemma, "tests/fixtures/gemma3/logprobs.json", "gemma3");
 }
 
 // Compares one engine's trace of a golden fact; returns the largest
