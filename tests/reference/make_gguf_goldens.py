@@ -108,8 +108,9 @@ def make(name, match, token_ids, filter, load):
         json.dump({"model": f, "transformers": tf.__version__, "prompts": rows}, fh, indent=1)
     print(f"{name}: {len(rows)} log-prob rows")
     if filter:
+        kept = known_filter(model, tok, known)
         with open(os.path.join(out, "filter.json"), "w") as fh:
-            json.dump(known_filter(model, tok, known), fh)
+            json.dump(kept, fh)
 
 
 def main():

@@ -295,6 +295,27 @@ TEST(BadModelPath, RegularFileWithoutGgufExtension) {
 TEST(BadConfigJson, EachFieldBrokenAlone) {
   const std::vector<std::pair<std::string, Case>> cases = {
       {"gpt2", {"top level not an object", [](json& j) { j = json::array({1, 2}); }, {"expected a JSON object"}}},
+      // The new architecture rows: a required field of the family missing,
+      // and their own fields broken.
+      {"gemma2", {"gemma2 without intermediate_size", [](json& j) { j.erase("intermediate_size"); },
+                  {"missing field 'intermediate_size'"}}},
+      {"phi3", {"phi3 without intermediate_size", [](json& j) { j.erase("intermediate_size"); },
+                {"missing field 'intermediate_size'"}}},
+      {"gemma3_text",
+       {"layer_types too short", [](json& j) { j["layer_types"] = json::array({"sliding_attention"}); },
+        {"field 'layer_types' must be a list of 4 strings"}}},
+      {"gemma2",
+       {"unknown layer type", [](json& j) { j["layer_types"][1] = "chunked_attention"; },
+        {"field 'layer_types' entry 1 must be \"sliding_attention\" or \"full_attention\""}}},
+      {"gemma2", {"query_pre_attn_scalar 0", [](json& j) { j["query_pre_attn_scalar"] = 0; },
+                  {"field 'query_pre_attn_scalar' must be a positive number"}}},
+      {"gemma2", {"softcapping a string", [](json& j) { j["attn_logit_softcapping"] = "50"; },
+                  {"field 'attn_logit_softcapping' must be a number"}}},
+      {"gemma3_text",
+       {"local rope type scaled", [](json& j) { j["rope_parameters"]["sliding_attention"]["rope_type"] = "linear"; },
+        {"rope_parameters.sliding_attention: only the default rope type is supported there"}}},
+      {"gemma2", {"hidden_activation a number", [](json& j) { j["hidden_activation"] = 1; },
+                  {"field 'hidden_activation' must be a string"}}},
       {"gpt2", {"model_type missing", [](json& j) { j.erase("model_type"); }, {"missing field 'model_type'"}}},
       {"gpt2", {"model_type not a string", [](json& j) { j["model_type"] = 2; }, {"field 'model_type' must be a string"}}},
       {"llama",
@@ -523,6 +544,11 @@ TEST(BadGgufModel, MetadataAndTensorCases) {
   {
     const std::string p = tiny_gguf(d, "base.gguf");
     expect_message(gguf_load_error(p), {p + ": missing tensor 'blk.0.attn_norm.weight'"});
+  }
+  {  // a new row reads its own tensors: Gemma-3's q/k norms and sandwich norms
+    const std::string p = tiny_gguf(d, "gemma3.gguf", [](GgufWriter& w) { w.tensor("blk.0.attn_norm.weight", {8}); },
+                                    "gemma3");
+    expect_message(gguf_load_error(p), {p + ": missing tensor 'blk.0.post_attention_norm.weight'"});
   }
   struct G {
     std::string name;

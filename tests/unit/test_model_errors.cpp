@@ -102,7 +102,8 @@ TEST(ModelErrors, UnsupportedModelTypeListsSupported) {
   auto j = nlohmann::json::parse(s.read("config.json"));
   j["model_type"] = "t5";
   s.write("config.json", j.dump());
-  expect_load_error(s.dir, {"config.json", "'t5'", "llama", "gpt_neox", "gptj"});
+  expect_load_error(s.dir, {"config.json", "'t5'", "llama", "gpt_neox", "gptj", "gemma2", "gemma3_text", "qwen3",
+                            "olmo2", "phi3"});
 }
 
 TEST(ModelErrors, TruncatedSafetensors) {

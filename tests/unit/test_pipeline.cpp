@@ -5,6 +5,8 @@
 // the filter stored once, refusal of a directory made with other settings,
 // and re-plotting without the model.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -74,8 +76,13 @@ std::pair<int, int> png_size(const std::string& path) {
 // ---------------------------------------------------------------- config
 
 TEST(PipelineConfig, ShippedConfigsParse) {
-  const std::vector<std::string> names = {"smollm2-135m", "llama-3.2-3b", "llama-3.1-8b", "gpt2-xl",
-                                          "gpt-j-6b",     "qwen2.5-7b",   "mistral-7b"};
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(kSrc + "/hparams"))
+    if (e.path().extension() == ".yaml") names.push_back(e.path().stem().string());
+  EXPECT_GE(names.size(), 14u);
+  for (const std::string want : {"smollm2-135m", "gemma-3-270m", "gemma-2-2b", "qwen3-8b", "phi-3-mini", "olmo-2-7b",
+                                 "llama-2-7b", "mistral-7b"})
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
   for (const auto& n : names) {
     const std::string path = kSrc + "/hparams/" + n + ".yaml";
     ASSERT_TRUE(fs::exists(path)) << path;
