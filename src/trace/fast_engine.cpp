@@ -255,7 +255,9 @@ void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun
     order.insert(order.end(), g.members.begin(), g.members.end());
   }
   at::Tensor final_rows = at::cat(last, 0);
-  const int64_t slice = std::max<int64_t>(S, (4096 / S) * S);
+  // Slices of about 2^26 logits (256 MB in float32, and as much again for
+  // the softmax): 1360 rows for a 49k vocabulary, 250 for Gemma's 262k.
+  const int64_t slice = std::max<int64_t>(S, ((int64_t{1} << 26) / c.vocab_size / S) * S);
   std::vector<at::Tensor> probs;
   for (int64_t i = 0; i < final_rows.size(0); i += slice) {
     at::Tensor lg = model.logits(final_rows.narrow(0, i, std::min(slice, final_rows.size(0) - i)));

@@ -1,4 +1,4 @@
-// links: kt_trace
+// links: kt_pipeline
 // The real models from the registry against transformers loading the same
 // .gguf files (tests/reference/make_gguf_goldens.py): the default,
 // SmolLM2-135M-Instruct (GGUF Q4_1, llama), and Gemma-3-270M (GGUF Q4_K_M,
@@ -12,9 +12,15 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <set>
 
 #include "model/model.h"
+#include "pipeline/config.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/stages.h"
 #include "trace/fast_engine.h"
 #include "trace/noise.h"
 #include "trace/tracer.h"
@@ -122,6 +128,36 @@ TEST(Gemma3, ArchitectureFromGgufMetadata) {
   for (int64_t l = 0; l < c.n_layers; ++l) global += c.is_sliding(l) ? 0 : 1;
   EXPECT_EQ(global, 3);  // every 6th layer
   EXPECT_EQ(c.local_rope_theta, 10000.0);
+}
+
+// The filter stage of `knowtrace run hparams/gemma-3-270m.yaml` over all
+// of known_1000 (fp32) keeps exactly the facts transformers gets right,
+// under both rules.
+TEST(Gemma3, FilterKeepsWhatTransformersGetRight) {
+  KT_NEED_GEMMA3();
+  if (kt::data_dir_from_env().empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
+  kt::RunConfig c = kt::load_config(kSrc + "/hparams/gemma-3-270m.yaml");
+  c.model = kGemma;
+  c.dataset = "known_1000";
+  c.stages = {"filter"};
+  const fs::path dir = fs::temp_directory_path() / ("kt_gemma3_filter_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  c.results = dir.string();
+  kt::RunOptions quiet;
+  quiet.progress = false;
+  kt::run_pipeline(c, quiet);
+  const auto verdicts = kt::pipeline::read_verdicts((dir / "filter.jsonl").string());
+  ASSERT_EQ(verdicts.size(), 1209u);
+  auto golden = load_json("tests/fixtures/gemma3/filter.json");
+  for (const auto& [rule, want] : {std::pair<const char*, const char*>{"rome", "rome"}, {"first_token", "first-token"}}) {
+    std::set<int> ours, theirs;
+    for (const auto& v : verdicts)
+      if (std::string(rule) == "rome" ? v.rome : v.first_token) ours.insert(std::stoi(v.id));
+    for (int id : golden[want].get<std::vector<int>>()) theirs.insert(id);
+    EXPECT_EQ(ours, theirs) << rule;
+    std::printf("[gemma3] filter '%s': %zu of 1209 facts kept (transformers: %zu)\n", want, ours.size(), theirs.size());
+  }
+  fs::remove_all(dir);
 }
 
 TEST(Gemma3, LastPositionLogProbsMatchTransformers) {
