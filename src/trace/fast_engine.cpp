@@ -261,7 +261,8 @@ void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun
   std::vector<at::Tensor> probs;
   for (int64_t i = 0; i < final_rows.size(0); i += slice) {
     at::Tensor lg = model.logits(final_rows.narrow(0, i, std::min(slice, final_rows.size(0) - i)));
-    probs.push_back(at::softmax(lg, -1).select(1, p.trace.answer_id));
+    // clone(): a view would keep the whole [rows, vocab] softmax alive.
+    probs.push_back(at::softmax(lg, -1).select(1, p.trace.answer_id).clone());
   }
   flops.head(final_rows.size(0));
   at::Tensor per = at::cat(probs, 0).view({-1, S}).to(at::kDouble).mean(1).cpu();
