@@ -331,13 +331,39 @@ void parse_rope(const Fields& f, ModelConfig* c) {
       break;
     }
   if (type == "default") type = "";
-  if (type != "" && type != "linear" && type != "llama3")
-    throw Error(f.path + ": rope type '" + type + "' is not supported (supported: default, linear, llama3)");
-  c->rope_scaling.type = type;
-  c->rope_scaling.factor = get_num("factor", 1.0);
-  c->rope_scaling.low_freq_factor = get_num("low_freq_factor", 1.0);
-  c->rope_scaling.high_freq_factor = get_num("high_freq_factor", 4.0);
-  c->rope_scaling.original_max_positions = static_cast<int64_t>(get_num("original_max_position_embeddings", 8192));
+  if (type == "su") type = "longrope";
+  if (type != "" && type != "linear" && type != "llama3" && type != "longrope")
+    throw Error(f.path + ": rope type '" + type + "' is not supported (supported: default, linear, llama3, longrope)");
+  RopeScaling& r = c->rope_scaling;
+  r.type = type;
+  r.factor = get_num("factor", 1.0);
+  r.low_freq_factor = get_num("low_freq_factor", 1.0);
+  r.high_freq_factor = get_num("high_freq_factor", 4.0);
+  r.original_max_positions = static_cast<int64_t>(
+      get_num("original_max_position_embeddings", f.number({"original_max_position_embeddings"}, 8192)));
+  if (type == "longrope") {
+    auto factors = [&](const char* k) {
+      const int64_t n = c->rotary_dim / 2;
+      if (!rs->contains(k) || !(*rs)[k].is_array() || static_cast<int64_t>((*rs)[k].size()) != n)
+        throw Error(f.path + ": rope field '" + k + "' must be a list of " + std::to_string(n) +
+                    " numbers (rotary dimension / 2)");
+      std::vector<double> v;
+      for (const json& x : (*rs)[k]) {
+        if (!x.is_number()) throw Error(f.path + ": rope field '" + k + "' must be a list of numbers");
+        v.push_back(x.get<double>());
+      }
+      return v;
+    };
+    r.short_factor = factors("short_factor");
+    r.long_factor = factors("long_factor");
+    // As transformers: the factor is the context's growth when not given,
+    // and the attention factor sqrt(1 + ln factor / ln original) by default.
+    if (!rs->contains("factor"))
+      r.factor = static_cast<double>(c->max_positions) / static_cast<double>(r.original_max_positions);
+    r.attention_factor = r.factor <= 1.0 ? 1.0
+                                         : std::sqrt(1 + std::log(r.factor) / std::log(static_cast<double>(r.original_max_positions)));
+    r.attention_factor = get_num("attention_factor", r.attention_factor);
+  }
 }
 
 }  // namespace

@@ -98,10 +98,14 @@ const ArchSpec& arch_for_gguf(const std::string& gguf_arch, const std::string& w
 std::string supported_model_types();
 
 struct RopeScaling {
-  std::string type;  // "" (none), "linear", "llama3"
+  std::string type;  // "" (none), "linear", "llama3", "longrope" (Phi-3's; "su" in older configs)
   double factor = 1.0;
   double low_freq_factor = 1.0, high_freq_factor = 4.0;
   int64_t original_max_positions = 8192;
+  // longrope: per-frequency divisors for prompts up to original_max_positions
+  // tokens and beyond, and the factor cos/sin are scaled by.
+  std::vector<double> short_factor, long_factor;
+  double attention_factor = 1.0;
 };
 
 struct ModelConfig {

@@ -81,6 +81,11 @@ Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOpt
   at::Tensor inv = inverse_frequencies(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_scaling);
   // llama.cpp's rope_freqs (Llama-3.1 GGUF): the llama3 scaling as divisors.
   if (w_.rope_factors.defined()) inv = inv / w_.rope_factors.to(at::kFloat).cpu();
+  const RopeScaling& rs = cfg_.rope_scaling;
+  if (rs.type == "longrope") {  // Phi-3: divisors for short prompts here, for long ones below
+    long_inv_freq_ = (inv / at::tensor(rs.long_factor, at::kDouble).to(at::kFloat)).to(opts_.device);
+    inv = inv / at::tensor(rs.short_factor, at::kDouble).to(at::kFloat);
+  }
   inv_freq_ = inv.to(opts_.device);
   // gemma3: sliding-window layers rotate with their own base, unscaled.
   if (cfg_.local_rope_theta > 0)
@@ -89,11 +94,18 @@ Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOpt
 
 std::pair<at::Tensor, at::Tensor> Model::rotary_tables(int64_t layer, int64_t T) const {
   at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(opts_.device));
-  const at::Tensor& inv = local_inv_freq_.defined() && cfg_.is_sliding(layer) ? local_inv_freq_ : inv_freq_;
+  // T is the whole prompt's length in every call (pos0 + tokens): longrope
+  // switches to its long factors beyond the original context, as
+  // transformers does per forward pass.
+  const at::Tensor& inv = local_inv_freq_.defined() && cfg_.is_sliding(layer)                   ? local_inv_freq_
+                          : long_inv_freq_.defined() && T > cfg_.rope_scaling.original_max_positions ? long_inv_freq_
+                                                                                                     : inv_freq_;
   at::Tensor freqs = at::outer(pos, inv);  // [T, rd/2]
   at::Tensor emb = cfg_.arch->rope == RopeStyle::Interleaved ? freqs.repeat_interleave(2, -1)
                                                              : at::cat({freqs, freqs}, -1);
-  return {emb.cos().to(opts_.dtype), emb.sin().to(opts_.dtype)};
+  at::Tensor cos = emb.cos(), sin = emb.sin();
+  if (cfg_.rope_scaling.attention_factor != 1.0) cos = cos * cfg_.rope_scaling.attention_factor, sin = sin * cfg_.rope_scaling.attention_factor;
+  return {cos.to(opts_.dtype), sin.to(opts_.dtype)};
 }
 
 #if defined(KT_HAVE_DNNL_SGEMM)

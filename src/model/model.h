@@ -96,6 +96,7 @@ class Model {
   std::string path_;
   at::Tensor inv_freq_;        // float32 [rotary_dim / 2]
   at::Tensor local_inv_freq_;  // gemma3's sliding-window layers, or undefined
+  at::Tensor long_inv_freq_;   // longrope beyond the original context, or undefined
 };
 
 }  // namespace kt

@@ -92,6 +92,13 @@ FIXTURES = {
     "phi3": (tf.Phi3Config, "llama2", torch.float16, dict(
         COMMON, num_key_value_heads=2, partial_rotary_factor=1.0, rope_scaling=None,
         original_max_position_embeddings=128, pad_token_id=2, tie_word_embeddings=False), NORM_NOISE),
+    # Phi-3-128k's LongRoPE: short factors up to 8 positions, long ones
+    # beyond (most test prompts), cos/sin scaled by sqrt(1 + ln 16 / ln 8).
+    "phi3_longrope": (tf.Phi3Config, "llama2", torch.float32, dict(
+        COMMON, num_key_value_heads=2, partial_rotary_factor=1.0, original_max_position_embeddings=8,
+        rope_scaling={"rope_type": "longrope", "short_factor": [1.0 + 0.25 * i for i in range(8)],
+                      "long_factor": [2.0 + 1.5 * i for i in range(8)]},
+        pad_token_id=2, tie_word_embeddings=False), NORM_NOISE),
     "mistral_window": (tf.MistralConfig, "mistral", torch.float32, dict(
         COMMON, num_key_value_heads=2, sliding_window=4, tie_word_embeddings=False), NORM_NOISE),
 }
