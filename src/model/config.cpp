@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <cmath>
 
 #include "util/error.h"
@@ -55,7 +56,22 @@ std::vector<TensorName> join(std::vector<TensorName> a, const std::vector<Tensor
   return a;
 }
 
+// The same tensors under another prefix: a multimodal checkpoint stores its
+// language model as "language_model.model.*" (and its head as
+// "language_model.lm_head").
+std::vector<TensorName> reprefixed(std::vector<TensorName> t, const std::string& from, const char* const* to) {
+  static std::deque<std::string> names;  // stable storage: the table lives for the program
+  for (TensorName& n : t) {
+    const std::string hf = n.hf;
+    const std::string out = hf.rfind(from, 0) == 0 ? to[0] + hf.substr(from.size()) : to[1] + hf;
+    names.push_back(out);
+    n.hf = names.back().c_str();
+  }
+  return t;
+}
+
 const ConfigFlag kNo{nullptr, false}, kYes{nullptr, true};
+const char* const kLanguageModel[2] = {"language_model.model.", "language_model."};
 const ConfigFlag kAttnBias{"attention_bias", false}, kMlpBias{"mlp_bias", false};
 const ConfigFlag kTie{"tie_word_embeddings", false}, kTieYes{"tie_word_embeddings", true};
 
@@ -101,6 +117,15 @@ const std::vector<ArchSpec>& arch_table() {
        false, seq, "gelu_pytorch_tanh", 1e-6, 1.0, 0, kNo, kTieYes, kAttnBias, kAttnBias, kMlpBias, false,
        llama_tensors(join(kSandwich, kQkNorms)),
        "model.embed_tokens", "model.layers.[LAYER_NUM]", "model.layers.[LAYER_NUM].self_attn", "model.layers.[LAYER_NUM].mlp"},
+      // A Gemma-3 multimodal checkpoint (4B and up): the gemma3_text row for
+      // its language model, read from text_config, stored as
+      // "language_model.model.*", hooked as "model.language_model.*".
+      {"gemma3", nullptr, N::RMSNorm, R::Half, M::Gated, false, false, true, Q::PerHead, true, S::AllButNth, false,
+       seq, "gelu_pytorch_tanh", 1e-6, 1.0, 0, kNo, kTieYes, kAttnBias, kAttnBias, kMlpBias, false,
+       reprefixed(llama_tensors(join(kSandwich, kQkNorms)), "model.", kLanguageModel),
+       "model.language_model.embed_tokens", "model.language_model.layers.[LAYER_NUM]",
+       "model.language_model.layers.[LAYER_NUM].self_attn", "model.language_model.layers.[LAYER_NUM].mlp",
+       "text_config"},
       {"olmo2", "olmo2", N::RMSNorm, R::Half, M::Gated, false, false, false, Q::Full, false, S::None, false, seq,
        "silu", 1e-6, 1.0, 0, kNo, kTie, kAttnBias, kAttnBias, kMlpBias, false,
        llama_tensors(join({{Tn::AttnNorm, nullptr}, {Tn::MlpNorm, nullptr},
@@ -376,12 +401,16 @@ ModelConfig parse_hf_config(const std::string& path) {
     throw Error(path + ": not valid JSON");
   }
   if (!j.is_object()) throw Error(path + ": expected a JSON object");
-  Fields f{j, path};
+  Fields top{j, path};
   ModelConfig c;
-  if (!f.find({"model_type"})) throw Error(path + ": missing field 'model_type'");
-  c.model_type = f.string("model_type", "");
+  if (!top.find({"model_type"})) throw Error(path + ": missing field 'model_type'");
+  c.model_type = top.string("model_type", "");
   c.arch = &arch_for(c.model_type, path);
   const ArchSpec& A = *c.arch;
+  const json* section = A.config_section ? top.find({A.config_section}) : &j;
+  if (!section || !section->is_object())
+    throw Error(path + ": missing field '" + std::string(A.config_section) + "' (an object: the language model's config)");
+  Fields f{*section, path};
   c.vocab_size = f.integer({"vocab_size"});
   c.hidden = f.integer({"hidden_size", "n_embd"});
   c.n_layers = f.integer({"num_hidden_layers", "n_layer"});

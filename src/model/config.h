@@ -85,6 +85,9 @@ struct ArchSpec {
   const char* layer_name;
   const char* attn_name;
   const char* mlp_name;
+  // The config.json object that holds the language model's fields
+  // ("text_config" of a multimodal gemma3 checkpoint), or nullptr: the top level.
+  const char* config_section = nullptr;
 
   const TensorName* find(Tn t) const;
 };

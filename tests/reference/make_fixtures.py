@@ -99,6 +99,15 @@ FIXTURES = {
         rope_scaling={"rope_type": "longrope", "short_factor": [1.0 + 0.25 * i for i in range(8)],
                       "long_factor": [2.0 + 1.5 * i for i in range(8)]},
         pad_token_id=2, tie_word_embeddings=False), NORM_NOISE),
+    # A Gemma-3 multimodal checkpoint (4B and up): the language model is its
+    # text_config, a tiny SigLIP vision tower sits beside it.
+    "gemma3_mm": (tf.Gemma3Config, "gemma", torch.float32, dict(
+        text_config=dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=1,
+                         head_dim=16, intermediate_size=128, max_position_embeddings=128, sliding_window=4,
+                         layer_types=["sliding_attention", "full_attention"] * 2, initializer_range=0.08),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14),
+        mm_tokens_per_image=4), NORM_NOISE),
     "mistral_window": (tf.MistralConfig, "mistral", torch.float32, dict(
         COMMON, num_key_value_heads=2, sliding_window=4, tie_word_embeddings=False), NORM_NOISE),
 }
@@ -108,6 +117,9 @@ def module_names(model_type, n_layers):
     """HF module names per site kind, as knowtrace exposes them."""
     if model_type in ("llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text", "qwen3", "olmo2", "phi3"):
         return "model.embed_tokens", "model.layers.{}", "model.layers.{}.self_attn", "model.layers.{}.mlp"
+    if model_type == "gemma3":  # Gemma3ForConditionalGeneration: the language model inside
+        return ("model.language_model.embed_tokens", "model.language_model.layers.{}",
+                "model.language_model.layers.{}.self_attn", "model.language_model.layers.{}.mlp")
     if model_type in ("gpt2", "gptj"):
         return "transformer.wte", "transformer.h.{}", "transformer.h.{}.attn", "transformer.h.{}.mlp"
     if model_type == "gpt_neox":
@@ -140,7 +152,12 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs, options=None):
         specials["bos_token_id"] = tok.bos_token_id
     if tok.eos_token_id is not None:
         specials["eos_token_id"] = tok.eos_token_id
-    cfg = cfg_cls(vocab_size=vocab, **kwargs, **specials)
+    if "text_config" in kwargs:  # a multimodal checkpoint: the language model's sizes live there
+        kwargs = dict(kwargs, text_config=dict(kwargs["text_config"], vocab_size=vocab, **specials))
+        cfg = cfg_cls(**kwargs, **specials)
+    else:
+        cfg = cfg_cls(vocab_size=vocab, **kwargs, **specials)
+    tcfg = cfg.get_text_config()
     torch.manual_seed(sum(map(ord, name)))
     model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
     if options.get("norm_noise"):
@@ -156,7 +173,7 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs, options=None):
     # as rotary frequencies are rebuilt in float32, not cast from storage).
     model = tf.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
 
-    emb_name, layer_t, attn_t, mlp_t = module_names(cfg.model_type, cfg.num_hidden_layers)
+    emb_name, layer_t, attn_t, mlp_t = module_names(cfg.model_type, tcfg.num_hidden_layers)
     mods = dict(model.named_modules())
     records = []  # (site name, tensor)
 
@@ -169,14 +186,14 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs, options=None):
             records.append((site, x.detach().clone()))
         return f
 
-    sites = [emb_name] + [t.format(l) for l in range(cfg.num_hidden_layers) for t in (layer_t, attn_t, mlp_t)]
+    sites = [emb_name] + [t.format(l) for l in range(tcfg.num_hidden_layers) for t in (layer_t, attn_t, mlp_t)]
     missing = [s for s in sites if s not in mods]
     if missing:
         sys.exit(f"{name}: no module {missing} in {type(model).__name__}")
     print(f"{name}: {type(model).__name__}, sites " + ", ".join(
         f"{s} ({type(mods[s]).__name__})" for s in [emb_name] + [t.format(0) for t in (layer_t, attn_t, mlp_t)]))
     handles = [mods[emb_name].register_forward_hook(hook_out(emb_name))]
-    for l in range(cfg.num_hidden_layers):
+    for l in range(tcfg.num_hidden_layers):
         handles.append(mods[layer_t.format(l)].register_forward_pre_hook(hook_in(layer_t.format(l) + ".input"),
                                                                           with_kwargs=True))
         for t in (attn_t, mlp_t, layer_t):
@@ -219,7 +236,7 @@ def make(name, cfg_cls, tok_name, store_dtype, kwargs, options=None):
     golden = {
         "model_type": cfg.model_type,
         "vocab_size": vocab,
-        "n_layers": cfg.num_hidden_layers,
+        "n_layers": tcfg.num_hidden_layers,
         "storage_dtype": str(store_dtype).replace("torch.", ""),
         "prompts": PROMPTS,
         "input_ids": ids_all,

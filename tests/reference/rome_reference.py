@@ -49,7 +49,7 @@ MEDIATORS = ["hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn
 
 def names(model):
     """HF module names per site kind: the table make_fixtures.py keeps."""
-    return module_names(model.config.model_type, model.config.num_hidden_layers)
+    return module_names(model.config.model_type, model.config.get_text_config().num_hidden_layers)
 
 
 def untuple(x):
@@ -116,7 +116,7 @@ class Tracer:
         self.m, self.tok, self.S, self.noise, self.seed = model, tok, samples, noise, seed
         self.window, self.convention = window, convention
         self.emb_name, self.layer_t, self.attn_t, self.mlp_t = names(model)
-        self.L = model.config.num_hidden_layers
+        self.L = model.config.get_text_config().num_hidden_layers
         self.mods = dict(model.named_modules())
 
     def run(self, ids, b, e, restore=(), freeze=(), record=()):

@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 inline const std::vector<std::string>& fixture_archs() {
   static const std::vector<std::string> archs = {"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gptj",
                                                  "gemma", "gemma2", "gemma3_text", "qwen3", "olmo2", "phi3",
-                                                 "mistral_window", "phi3_longrope"};
+                                                 "mistral_window", "phi3_longrope", "gemma3_mm"};
   return archs;
 }
 
