@@ -232,4 +232,30 @@ TEST(SmolLM2, ReferenceEngineMatchesRomeOnTransformers) {
   std::printf("[smollm2] reference engine vs ROME-on-transformers: max |score diff| %.3g\n", worst);
 }
 
+TEST(Gemma3, NoiseLevelS3MatchesRomeOverKnown1000Subjects) {
+  KT_NEED_GEMMA3();
+  const std::string dir = kt::data_dir_from_env();
+  if (dir.empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
+  auto known = nlohmann::json::parse(kt::read_text_file(dir + "/known_1000.json"));
+  std::vector<std::string> subjects;
+  for (const auto& k : known) subjects.push_back(k["subject"]);
+  auto g = load_json("tests/fixtures/traces/gemma3.json");
+  EXPECT_NEAR(kt::subject_embedding_std(*gemma, subjects), g["embedding_std"].get<double>(), 1e-5);
+}
+
+// One known_1000 fact Gemma-3 answers correctly, all five mediators, fp32,
+// the fast engine against ROME's algorithm on transformers' load of the same
+// GGUF (tests/reference/rome_reference.py gemma3).
+TEST(Gemma3, FastEngineMatchesRomeOnTransformersAllMediators) {
+  KT_NEED_GEMMA3();
+  auto g = load_json("tests/fixtures/traces/gemma3.json");
+  ASSERT_GE(g["facts"].size(), 1u);
+  double worst = 0;
+  for (const auto& fact : g["facts"])
+    worst = std::max(worst, check_fact(kt::trace_fact_fast(*gemma, fact["prompt"], fact["subject"], golden_settings(g)),
+                                       fact, 1e-4));
+  std::printf("[gemma3] fast engine vs ROME-on-transformers: max |score diff| %.3g over %zu fact(s) x 5 mediators\n",
+              worst, g["facts"].size());
+}
+
 }  // namespace
