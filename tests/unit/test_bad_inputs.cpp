@@ -362,7 +362,7 @@ TEST(BadConfigJson, EachFieldBrokenAlone) {
         {"rope field 'low_freq_factor' must be a number"}}},
       {"llama",
        {"rope type yarn", [](json& j) { j["rope_parameters"]["rope_type"] = "yarn"; },
-        {"rope type 'yarn' is not supported (supported: default, linear, llama3)"}}},
+        {"rope type 'yarn' is not supported (supported: default, linear, llama3, longrope)"}}},
       {"llama",
        {"old-style rope_scaling type dynamic",
         [](json& j) {
