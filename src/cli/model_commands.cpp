@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -95,6 +96,17 @@ void run_inspect(const ModelArgs& ma) {
               (long long)c.vocab_size, (long long)c.max_positions, (long long)c.rotary_dim, c.rope_theta,
               c.rope_scaling.type.empty() ? "" : (", scaling " + c.rope_scaling.type).c_str(), c.norm_eps,
               c.tie_embeddings ? "yes" : "no", c.parallel_block ? "yes" : "no");
+  if (c.sliding_window > 0) {
+    int64_t n = 0;
+    for (int64_t l = 0; l < c.n_layers; ++l) n += c.is_sliding(l) ? 1 : 0;
+    char theta[64] = "";
+    if (c.local_rope_theta > 0) std::snprintf(theta, sizeof theta, " (their rotary theta %g)", c.local_rope_theta);
+    std::printf("window       %lld tokens on %lld of %lld layers%s\n", (long long)c.sliding_window, (long long)n,
+                (long long)c.n_layers, theta);
+  }
+  if (c.attn_scale > 0 || c.attn_softcap > 0 || c.final_softcap > 0)
+    std::printf("attention    query scale %g, soft-capping %g (scores) / %g (logits; 0 = none)\n",
+                c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim)), c.attn_softcap, c.final_softcap);
   const Tokenizer& tok = model->tokenizer();
   std::printf("tokenizer    %s, %zu tokens (bos %s, eos %s)\n", tok.kind().c_str(), tok.vocab_size(),
               tok.bos_id() ? std::to_string(*tok.bos_id()).c_str() : "none",
