@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/hf_cache.h"
 
 namespace kt {
 namespace fs = std::filesystem;
@@ -36,9 +37,9 @@ at::Device parse_device(const std::string& s) {
 
 std::unique_ptr<Model> load_gguf_model(const std::string& path, const LoadOptions& opts);  // model/gguf_model.cpp
 
-std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+std::unique_ptr<Model> Model::load(const std::string& path_or_id, const LoadOptions& opts) {
   c10::InferenceMode guard;
-  if (!fs::exists(path)) throw Error(path + ": no such file or directory");
+  const std::string path = resolve_model_path(path_or_id);  // a hub ID: its cached snapshot
   if (fs::is_regular_file(path)) {
     if (fs::path(path).extension() == ".gguf") return load_gguf_model(path, opts);
     throw Error(path + ": expected a Hugging Face checkpoint directory or a .gguf file");

@@ -36,7 +36,8 @@ const char* fp32_gemm_backend();
 
 class Model {
  public:
-  // `path`: a Hugging Face checkpoint directory or a .gguf file.
+  // `path`: a Hugging Face checkpoint directory, a .gguf file, or a hub ID
+  // ("org/name") found in the local Hugging Face cache (util/hf_cache.h).
   static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts = {});
 
   const ModelConfig& config() const { return cfg_; }

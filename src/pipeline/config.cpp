@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/hf_cache.h"
 #include "util/paths.h"
 
 namespace kt {
@@ -432,7 +433,21 @@ std::string resolve_input_path(const RunConfig& c, const std::string& key, const
 
 void check_paths(RunConfig& c) {
   if (has_stage(c, "filter") || has_stage(c, "trace")) {
-    c.model = resolve_input_path(c, "model", c.model);
+    // Paths first; then a hub ID ("org/name", the seed's form) from the local
+    // Hugging Face cache.
+    try {
+      c.model = resolve_input_path(c, "model", c.model);
+    } catch (const Error& e) {
+      if (!looks_like_hub_id(c.model)) throw;
+      if (auto snap = find_in_hf_cache(c.model)) {
+        c.model = *snap;
+      } else {
+        std::string dirs;
+        for (const std::string& d : hf_cache_dirs()) dirs += (dirs.empty() ? "" : ", ") + d;
+        throw Error(std::string(e.what()) + "; nor in the Hugging Face cache (" + dirs + "): fetch it with `huggingface-cli download " +
+                    c.model.substr(0, c.model.find('@')) + "`");
+      }
+    }
     if (c.dataset != "default" && c.dataset != "known_1000") c.dataset = resolve_input_path(c, "dataset", c.dataset);
   }
 }

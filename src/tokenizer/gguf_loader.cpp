@@ -2,6 +2,7 @@
 // metadata, as llama.cpp's converter writes it) as a BpeSpec.
 #include "io/gguf.h"
 #include "tokenizer/tokenizer.h"
+#include "util/hf_cache.h"
 
 namespace kt {
 
@@ -61,7 +62,8 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& f) { return from_spec(gguf_spec(f
 
 Tokenizer Tokenizer::from_gguf(const std::string& path) { return from_gguf(GgufFile(path)); }
 
-Tokenizer Tokenizer::load(const std::string& path) {
+Tokenizer Tokenizer::load(const std::string& path_or_id) {
+  const std::string path = resolve_model_path(path_or_id);
   const size_t n = path.size();
   if (n > 5 && path.compare(n - 5, 5, ".gguf") == 0) return from_gguf(path);
   return from_hf_dir(path);

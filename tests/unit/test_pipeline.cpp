@@ -16,10 +16,12 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "analysis/aggregate.h"
 #include "io/npz.h"
+#include "model/model.h"
 #include "pipeline/config.h"
 #include "pipeline/dataset.h"
 #include "pipeline/pipeline.h"
@@ -650,3 +652,72 @@ TEST_F(PipelineRun, ReplotWithoutTheModel) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- hub IDs
+
+namespace {
+
+// A Hugging Face cache laid out as the hub client writes it, holding the
+// gpt2 fixture as "kt-fixtures/tiny-gpt2" (snapshot abc123, refs/main).
+fs::path fixture_hf_cache(const fs::path& root) {
+  const fs::path repo = root / "hub" / "models--kt-fixtures--tiny-gpt2";
+  fs::create_directories(repo / "refs");
+  fs::create_directories(repo / "snapshots" / "abc123");
+  std::ofstream(repo / "refs" / "main") << "abc123";
+  for (const auto& e : fs::directory_iterator(kSrc + "/tests/fixtures/models/gpt2"))
+    fs::create_symlink(e.path(), repo / "snapshots" / "abc123" / e.path().filename());
+  return root / "hub";
+}
+
+struct EnvVar {
+  std::string name;
+  std::optional<std::string> old;
+  EnvVar(const char* n, const std::string& v) : name(n) {
+    if (const char* o = std::getenv(n)) old = o;
+    ::setenv(n, v.c_str(), 1);
+  }
+  ~EnvVar() {
+    if (old)
+      ::setenv(name.c_str(), old->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
+}  // namespace
+
+TEST(HubIds, ResolvedFromTheLocalHuggingFaceCache) {
+  const fs::path dir = kt_test::temp_root() / "hf_cache";
+  fs::remove_all(dir);
+  EnvVar cache("HF_HUB_CACHE", fixture_hf_cache(dir).string());
+  auto direct = kt::Model::load(kSrc + "/tests/fixtures/models/gpt2");
+  auto by_id = kt::Model::load("kt-fixtures/tiny-gpt2");
+  auto by_rev = kt::Model::load("kt-fixtures/tiny-gpt2@abc123");
+  const auto ids = direct->tokenizer().encode("The Eiffel Tower is in").ids;
+  at::Tensor x = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).unsqueeze(0);
+  EXPECT_TRUE(at::equal(direct->forward(x, nullptr, true), by_id->forward(x, nullptr, true)));
+  EXPECT_TRUE(at::equal(direct->forward(x, nullptr, true), by_rev->forward(x, nullptr, true)));
+  EXPECT_EQ(kt::Tokenizer::load("kt-fixtures/tiny-gpt2").encode("Paris").ids, direct->tokenizer().encode("Paris").ids);
+  // The run config takes the seed's form too: model: org/name.
+  kt::RunConfig c = fixture_config(dir / "out");
+  c.model = "kt-fixtures/tiny-gpt2";
+  c.stages = {"filter"};
+  kt::run_pipeline(c, quiet());
+  EXPECT_TRUE(fs::exists(dir / "out" / "filter.jsonl"));
+  // Not cached: one line naming the folders looked in and how to fetch it.
+  const std::string e = kt_test::error_of([] { kt::Model::load("kt-fixtures/not-there"); });
+  EXPECT_NE(e.find("kt-fixtures/not-there: not a file or directory, and not in the Hugging Face cache (looked in " +
+                   (dir / "hub").string()),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("huggingface-cli download kt-fixtures/not-there"), std::string::npos) << e;
+  kt::RunConfig d = fixture_config(dir / "out2");
+  d.model = "kt-fixtures/not-there";
+  const std::string e2 = kt_test::error_of([&] { kt::run_pipeline(d, quiet()); });
+  EXPECT_NE(e2.find("key 'model': 'kt-fixtures/not-there' not found"), std::string::npos) << e2;
+  EXPECT_NE(e2.find("nor in the Hugging Face cache (" + (dir / "hub").string()), std::string::npos) << e2;
+  // HF_HOME/hub is the next place transformers looks.
+  ::unsetenv("HF_HUB_CACHE");
+  EnvVar home("HF_HOME", dir.string());
+  EXPECT_NO_THROW(kt::Model::load("kt-fixtures/tiny-gpt2"));
+}
