@@ -199,14 +199,19 @@ kt::TraceSettings golden_settings(const nlohmann::json& g) {
   return s;
 }
 
-TEST(SmolLM2, NoiseLevelS3MatchesRomeOverKnown1000Subjects) {
+// The std of the known_1000 subjects' embeddings (ROME's
+// collect_embedding_std, which s3 multiplies) against the trace golden's.
+void expect_embedding_std_matches(const kt::Model& m, const std::string& golden_file, double tol) {
   const std::string dir = kt::data_dir_from_env();
   if (dir.empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
   auto known = nlohmann::json::parse(kt::read_text_file(dir + "/known_1000.json"));
   std::vector<std::string> subjects;
   for (const auto& k : known) subjects.push_back(k["subject"]);
-  auto g = load_json("tests/fixtures/traces/smollm2.json");
-  EXPECT_NEAR(kt::subject_embedding_std(smollm2(), subjects), g["embedding_std"].get<double>(), 1e-6);
+  EXPECT_NEAR(kt::subject_embedding_std(m, subjects), load_json(golden_file)["embedding_std"].get<double>(), tol);
+}
+
+TEST(SmolLM2, NoiseLevelS3MatchesRomeOverKnown1000Subjects) {
+  expect_embedding_std_matches(smollm2(), "tests/fixtures/traces/smollm2.json", 1e-6);
 }
 
 TEST(SmolLM2, FastEngineMatchesRomeOnTransformersAllMediators) {
@@ -234,13 +239,7 @@ TEST(SmolLM2, ReferenceEngineMatchesRomeOnTransformers) {
 
 TEST(Gemma3, NoiseLevelS3MatchesRomeOverKnown1000Subjects) {
   KT_NEED_GEMMA3();
-  const std::string dir = kt::data_dir_from_env();
-  if (dir.empty()) GTEST_SKIP() << "KNOWTRACE_DATA_DIR not set: known_1000 unavailable";
-  auto known = nlohmann::json::parse(kt::read_text_file(dir + "/known_1000.json"));
-  std::vector<std::string> subjects;
-  for (const auto& k : known) subjects.push_back(k["subject"]);
-  auto g = load_json("tests/fixtures/traces/gemma3.json");
-  EXPECT_NEAR(kt::subject_embedding_std(*gemma, subjects), g["embedding_std"].get<double>(), 1e-5);
+  expect_embedding_std_matches(*gemma, "tests/fixtures/traces/gemma3.json", 1e-5);
 }
 
 // One known_1000 fact Gemma-3 answers correctly, all five mediators, fp32,
