@@ -217,6 +217,14 @@ void resolve_sliding_layers(ModelConfig& c, int64_t pattern) {
   }
 }
 
+Act parse_act(const std::string& s, const std::string& path) {
+  if (s == "silu" || s == "swish") return Act::SiLU;
+  if (s == "gelu") return Act::Gelu;
+  if (s == "gelu_new" || s == "gelu_pytorch_tanh" || s == "gelu_fast") return Act::GeluTanh;
+  if (s == "relu") return Act::Relu;
+  throw Error(path + ": unsupported activation '" + s + "' (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)");
+}
+
 std::string layer_template(const std::string& tmpl, int64_t layer) {
   std::string out = tmpl;
   const std::string key = "[LAYER_NUM]";
@@ -291,13 +299,6 @@ struct Fields {
   }
 };
 
-Act parse_act(const std::string& s, const std::string& path) {
-  if (s == "silu" || s == "swish") return Act::SiLU;
-  if (s == "gelu") return Act::Gelu;
-  if (s == "gelu_new" || s == "gelu_pytorch_tanh" || s == "gelu_fast") return Act::GeluTanh;
-  if (s == "relu") return Act::Relu;
-  throw Error(path + ": unsupported activation '" + s + "' (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)");
-}
 
 // Rotary settings live at the top level and in "rope_scaling" in older
 // configs, and in one "rope_parameters" object since transformers 5.

@@ -150,6 +150,10 @@ ModelConfig parse_hf_config(const std::string& path);
 // "layer_types" overrides it) once n_layers and sliding_window are known.
 void resolve_sliding_layers(ModelConfig& c, int64_t pattern);
 
+// A Hugging Face activation name ("silu", "gelu_pytorch_tanh", ...); kt::Error
+// naming `where` otherwise.
+Act parse_act(const std::string& name, const std::string& where);
+
 // "model.layers.[LAYER_NUM]" -> "model.layers.7".
 std::string layer_template(const std::string& tmpl, int64_t layer);
 

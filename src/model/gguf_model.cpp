@@ -123,7 +123,7 @@ ModelConfig gguf_config(const GgufFile& f) {
   if (emb.shape.size() != 2) f.fail("tensor 'token_embd.weight' must have 2 dimensions");
   c.vocab_size = emb.shape[1];
   c.tie_embeddings = f.tensor("output.weight") == nullptr;
-  c.act = A.mlp == MlpKind::Gated && std::string(A.act_default) == "gelu_pytorch_tanh" ? Act::GeluTanh : Act::SiLU;
+  c.act = parse_act(A.act_default, f.path());  // the row's (GGUF stores no activation)
   c.qkv_bias = f.tensor("blk.0.attn_q.bias") != nullptr || f.tensor("blk.0.attn_qkv.bias") != nullptr;
   // Gemma-2/3: what llama.cpp reads (query scaling 1/sqrt(head_dim), the
   // window and soft-capping from the file; Gemma-3's local rotary base and

@@ -64,10 +64,9 @@ struct Fetch {
   at::ScalarType dtype;
   at::Device device;
 
-  at::Tensor operator()(const std::string& name, std::vector<int64_t> shape, bool required = true) const {
+  at::Tensor operator()(const std::string& name, std::vector<int64_t> shape) const {
     at::Tensor t = src.get(name, dtype);
     if (!t.defined()) {
-      if (!required) return {};
       throw Error(src.where(name) + ": missing tensor '" + name + "'");
     }
     if (t.sizes() != at::IntArrayRef(shape))

@@ -442,10 +442,8 @@ void check_paths(RunConfig& c) {
       if (auto snap = find_in_hf_cache(c.model)) {
         c.model = *snap;
       } else {
-        std::string dirs;
-        for (const std::string& d : hf_cache_dirs()) dirs += (dirs.empty() ? "" : ", ") + d;
-        throw Error(std::string(e.what()) + "; nor in the Hugging Face cache (" + dirs + "): fetch it with `huggingface-cli download " +
-                    c.model.substr(0, c.model.find('@')) + "`");
+        throw Error(std::string(e.what()) + "; nor in the Hugging Face cache (" + hf_cache_dirs_text() +
+                    "): fetch it with `" + hf_download_command(c.model) + "`");
       }
     }
     if (c.dataset != "default" && c.dataset != "known_1000") c.dataset = resolve_input_path(c, "dataset", c.dataset);

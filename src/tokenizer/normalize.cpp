@@ -26,7 +26,7 @@ Range span_of(const Normalized& n, size_t base, size_t b, size_t e) {
   return r;
 }
 
-// Every match of `re` (or every `literal` byte string) in n.text becomes
+// Every match in `matches` (byte ranges of n.text, left to right) becomes
 // `content`, each of its bytes aligned with the whole match.
 void replace_all(Normalized& n, size_t base, const std::vector<std::pair<size_t, size_t>>& matches,
                  const std::string& content) {

@@ -390,20 +390,9 @@ Encoding Tokenizer::Impl::encode(const std::string& text, bool add_special) cons
 }
 
 std::string Tokenizer::Impl::decode(const std::vector<int32_t>& ids, bool skip_special) const {
-  // Ids outside the vocabulary are skipped, as Hugging Face does.
-  if (byte_level) {
-    std::string raw;
-    for (int32_t id : ids) {
-      auto it = added_by_id.find(id);
-      if (it != added_by_id.end()) {
-        const AddedToken& t = added[it->second];
-        if (!(skip_special && t.special)) raw += t.content;
-      } else if (id >= 0 && static_cast<size_t>(id) < model->size()) {
-        raw += model->raw(id);
-      }
-    }
-    return utf8_lossy(raw);
-  }
+  // Byte-level tokens are their raw bytes; SentencePiece-style ones go
+  // through the decoder steps. Ids outside the vocabulary are skipped, as
+  // Hugging Face does.
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
@@ -412,10 +401,13 @@ std::string Tokenizer::Impl::decode(const std::vector<int32_t>& ids, bool skip_s
       const AddedToken& t = added[it->second];
       if (!(skip_special && t.special)) tokens.push_back(t.content);
     } else if (id >= 0 && static_cast<size_t>(id) < model->size()) {
-      tokens.push_back(model->token(id));
+      tokens.push_back(byte_level ? model->raw(id) : model->token(id));
     }
   }
-  return utf8_lossy(decode_tokens(decoder, std::move(tokens)));
+  if (!byte_level) return utf8_lossy(decode_tokens(decoder, std::move(tokens)));
+  std::string raw;
+  for (const std::string& t : tokens) raw += t;
+  return utf8_lossy(raw);
 }
 
 std::string Tokenizer::Impl::token_text(int32_t id) const {

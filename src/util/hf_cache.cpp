@@ -1,5 +1,6 @@
 #include "util/hf_cache.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 
@@ -64,14 +65,22 @@ std::optional<std::string> find_in_hf_cache(const std::string& hub_id) {
   return std::nullopt;
 }
 
+std::string hf_cache_dirs_text() {
+  std::string dirs;
+  for (const std::string& d : hf_cache_dirs()) dirs += (dirs.empty() ? "" : ", ") + d;
+  return dirs;
+}
+
+std::string hf_download_command(const std::string& hub_id) {
+  return "huggingface-cli download " + hub_id.substr(0, hub_id.find('@'));
+}
+
 std::string resolve_model_path(const std::string& path) {
   if (fs::exists(path)) return path;
   if (looks_like_hub_id(path)) {
     if (auto snap = find_in_hf_cache(path)) return *snap;
-    std::string tried;
-    for (const std::string& d : hf_cache_dirs()) tried += (tried.empty() ? "" : ", ") + d;
-    throw Error(path + ": not a file or directory, and not in the Hugging Face cache (looked in " + tried +
-                "); fetch it with `huggingface-cli download " + path.substr(0, path.find('@')) +
+    throw Error(path + ": not a file or directory, and not in the Hugging Face cache (looked in " +
+                hf_cache_dirs_text() + "); fetch it with `" + hf_download_command(path) +
                 "` (or hf download) or give the checkpoint directory");
   }
   throw Error(path + ": no such file or directory");

@@ -20,6 +20,11 @@ std::vector<std::string> hf_cache_dirs();
 // The snapshot directory of a hub ID, or nullopt when it is not cached.
 std::optional<std::string> find_in_hf_cache(const std::string& hub_id);
 
+// The cache folders as one line for messages ("a, b, c"), and the command
+// that fetches a hub ID ("huggingface-cli download org/name").
+std::string hf_cache_dirs_text();
+std::string hf_download_command(const std::string& hub_id);
+
 // `path` itself when it exists; else, for a hub ID, its cached snapshot;
 // else kt::Error naming the path or the cache folders tried and how to
 // fetch the model.
