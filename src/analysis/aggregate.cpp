@@ -20,16 +20,12 @@
 //     also the last token.
 //
 // Statistics. A sample is a token row (token-weighted, ROME's default) or a
-// fact's mean over the category's rows (per-fact mean). The indirect effect
-// of a sample is its score minus the low_score of its own fact; aie is the
-// mean of these, ci95 = 1.96 * s / sqrt(n) with s the sample standard
-// deviation (n-1) of the same per-sample effects, so the band is the band of
-// the plotted quantity. ROME's notebook instead subtracts the mean low_score
-// of all facts from the token-weighted mean score (kept as aie_rome) and
-// draws 1.96 * std(ddof=0) / sqrt(n_facts); the two AIEs differ only for
-// multi-token categories (middle subject, further tokens) when facts with
-// more such tokens have different low scores. No clipping happens here: a
-// negative effect stays negative (figures clip for display only).
+// fact's mean over the category's rows (per-fact mean). Both AIE formulas
+// and both bands of aggregate.h are computed; the summary's choice (ROME's
+// by default) is what `aie` and `ci95` hold. Facts whose stored
+// correct_prediction is false are left out, as ROME's notebook skips them.
+// No clipping happens here: a negative effect stays negative (figures clip
+// for display only).
 #include "analysis/aggregate.h"
 
 #include <fcntl.h>
@@ -71,52 +67,42 @@ std::vector<Range> category_rows(PositionScheme scheme, int64_t b, int64_t e, in
   return {first_subject, last_subject, {e, T - 1}, last_token};
 }
 
-void validate(const TraceRecord& r) {
-  const std::string who = "trace record '" + r.fact_id + "' (" + r.mediator + ")";
-  if (r.n_tokens <= 0 || r.n_layers <= 0)
-    throw Error(who + ": needs n_tokens > 0 and n_layers > 0, got " + std::to_string(r.n_tokens) + " x " +
-                std::to_string(r.n_layers));
-  if (static_cast<int64_t>(r.scores.size()) != r.n_tokens * r.n_layers)
-    throw Error(who + ": scores has " + std::to_string(r.scores.size()) +
-                " values, expected n_tokens * n_layers = " + std::to_string(r.n_tokens * r.n_layers));
-  if (r.subject_begin < 0 || r.subject_end <= r.subject_begin || r.subject_end > r.n_tokens)
-    throw Error(who + ": subject range [" + std::to_string(r.subject_begin) + ", " + std::to_string(r.subject_end) +
-                ") is not a non-empty range inside the " + std::to_string(r.n_tokens) + " tokens");
-}
-
 struct Accumulator {
   std::vector<std::vector<double>> score_rows, effect_rows;  // one per sample, [layers]
   int64_t n_facts = 0;
 };
 
-void finish_category(const Accumulator& acc, int64_t L, double mean_low, CategoryStats& c) {
+void finish_category(const Accumulator& acc, int64_t L, double mean_low, int64_t facts, AieFormula formula,
+                     BandRule band, CategoryStats& c) {
   const auto n = static_cast<int64_t>(acc.score_rows.size());
   c.n = n;
   c.n_facts = acc.n_facts;
-  c.score.assign(L, kNaN);
-  c.aie.assign(L, kNaN);
-  c.aie_rome.assign(L, kNaN);
-  c.stddev.assign(L, kNaN);
-  c.ci95.assign(L, kNaN);
+  for (auto* v : {&c.score, &c.aie, &c.ci95, &c.aie_rome, &c.aie_rows, &c.std_rome, &c.ci95_rome, &c.stddev, &c.ci95_rows})
+    v->assign(L, kNaN);
   if (n == 0) return;
+  const double dn = static_cast<double>(n);
   for (int64_t l = 0; l < L; ++l) {
     double ss = 0, se = 0;
     for (int64_t i = 0; i < n; ++i) {
       ss += acc.score_rows[i][l];
       se += acc.effect_rows[i][l];
     }
-    const double ms = ss / static_cast<double>(n), me = se / static_cast<double>(n);
-    double var = 0;
+    const double ms = ss / dn, me = se / dn;
+    double var_effect = 0, var_score = 0;
     for (int64_t i = 0; i < n; ++i) {
-      const double d = acc.effect_rows[i][l] - me;
-      var += d * d;
+      const double de = acc.effect_rows[i][l] - me, ds = acc.score_rows[i][l] - ms;
+      var_effect += de * de;
+      var_score += ds * ds;
     }
-    const double sd = n > 1 ? std::sqrt(var / static_cast<double>(n - 1)) : 0.0;
     c.score[l] = ms;
-    c.aie[l] = me;
     c.aie_rome[l] = ms - mean_low;
-    c.stddev[l] = sd;
-    c.ci95[l] = n > 1 ? 1.96 * sd / std::sqrt(static_cast<double>(n)) : 0.0;
+    c.aie_rows[l] = me;
+    c.std_rome[l] = std::sqrt(var_score / dn);
+    c.ci95_rome[l] = 1.96 * c.std_rome[l] / std::sqrt(static_cast<double>(facts));
+    c.stddev[l] = n > 1 ? std::sqrt(var_effect / (dn - 1)) : 0.0;
+    c.ci95_rows[l] = n > 1 ? 1.96 * c.stddev[l] / std::sqrt(dn) : 0.0;
+    c.aie[l] = formula == AieFormula::Rome ? c.aie_rome[l] : c.aie_rows[l];
+    c.ci95[l] = band == BandRule::Rome ? c.ci95_rome[l] : c.ci95_rows[l];
   }
 }
 
@@ -184,6 +170,21 @@ PositionScheme parse_scheme(const std::string& name) {
   throw Error("unknown position scheme '" + name + "' (expected rome6 or seed4)");
 }
 
+std::string aie_formula_name(AieFormula f) { return f == AieFormula::Rome ? "rome" : "per-row"; }
+std::string band_rule_name(BandRule b) { return b == BandRule::Rome ? "rome" : "per-row"; }
+
+AieFormula parse_aie_formula(const std::string& name) {
+  if (name == "rome") return AieFormula::Rome;
+  if (name == "per-row") return AieFormula::PerRow;
+  throw Error("unknown AIE formula '" + name + "' (expected rome or per-row)");
+}
+
+BandRule parse_band_rule(const std::string& name) {
+  if (name == "rome") return BandRule::Rome;
+  if (name == "per-row") return BandRule::PerRow;
+  throw Error("unknown band rule '" + name + "' (expected rome or per-row)");
+}
+
 std::vector<std::string> category_names(PositionScheme s) {
   if (s == PositionScheme::Rome6)
     return {"first_subject_token",    "middle_subject_tokens", "last_subject_token",
@@ -199,31 +200,36 @@ std::vector<std::string> category_labels(PositionScheme s) {
 }
 
 MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::string& mediator, PositionScheme scheme,
-                          bool per_fact_mean) {
-  std::vector<const TraceRecord*> mine;
+                          bool per_fact_mean, AieFormula formula, BandRule band) {
+  std::vector<const TraceRecord*> all_of_mediator;
   for (const auto& r : records)
-    if (r.mediator == mediator) mine.push_back(&r);
-  if (mine.empty())
+    if (r.mediator == mediator) all_of_mediator.push_back(&r);
+  if (all_of_mediator.empty())
     throw Error("aggregate: no trace records for mediator '" + mediator + "' (" + std::to_string(records.size()) +
                 " records of other mediators)");
 
-  const int64_t L = mine.front()->n_layers;
-  for (const auto* r : mine) {
-    validate(*r);
+  const int64_t L = all_of_mediator.front()->n_layers;
+  std::vector<const TraceRecord*> mine;
+  for (const auto* r : all_of_mediator) {
+    validate_trace(*r, "trace record '" + r->fact_id + "' (" + r->mediator + ")");
     if (r->n_layers != L)
       throw Error("aggregate(" + mediator + "): fact '" + r->fact_id + "' has " + std::to_string(r->n_layers) +
-                  " layers but fact '" + mine.front()->fact_id + "' has " + std::to_string(L) +
+                  " layers but fact '" + all_of_mediator.front()->fact_id + "' has " + std::to_string(L) +
                   " (records of one mediator must come from one model)");
+    if (r->correct_prediction) mine.push_back(r);
   }
 
   MediatorSummary s;
   s.mediator = mediator;
   s.scheme = scheme;
   s.per_fact_mean = per_fact_mean;
+  s.aie_formula = formula;
+  s.band = band;
   s.n_facts = static_cast<int64_t>(mine.size());
+  s.n_skipped = static_cast<int64_t>(all_of_mediator.size() - mine.size());
   s.n_layers = L;
-  s.model = mine.front()->model;
-  s.window = mine.front()->window;
+  s.model = all_of_mediator.front()->model;
+  s.window = all_of_mediator.front()->window;
 
   double sum_low = 0, sum_high = 0, sum_te = 0;
   for (const auto* r : mine) {
@@ -231,7 +237,7 @@ MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::st
     sum_high += r->high_score;
     sum_te += r->high_score - r->low_score;
   }
-  const auto nf = static_cast<double>(mine.size());
+  const auto nf = mine.empty() ? kNaN : static_cast<double>(mine.size());
   s.mean_low = sum_low / nf;
   s.mean_high = sum_high / nf;
   s.ate = sum_te / nf;
@@ -274,7 +280,7 @@ MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::st
     CategoryStats cs;
     cs.name = names[c];
     cs.label = labels[c];
-    finish_category(acc[c], L, s.mean_low, cs);
+    finish_category(acc[c], L, s.mean_low, s.n_facts, formula, band, cs);
     s.categories.push_back(std::move(cs));
   }
   best_of(find_category(s, "last_subject_token")->aie, s.best_aie_last_subject, s.best_layer_last_subject);
@@ -292,6 +298,9 @@ void write_summary_json(const std::string& path, const std::vector<MediatorSumma
     m["mediator"] = s.mediator;
     m["scheme"] = scheme_name(s.scheme);
     m["mean_mode"] = mean_mode(s.per_fact_mean);
+    m["aie_formula"] = aie_formula_name(s.aie_formula);
+    m["band"] = band_rule_name(s.band);
+    m["n_skipped"] = s.n_skipped;
     m["model"] = s.model;
     m["window"] = s.window;
     m["n_facts"] = s.n_facts;
@@ -316,9 +325,13 @@ void write_summary_json(const std::string& path, const std::vector<MediatorSumma
       cj["n_facts"] = c.n_facts;
       cj["score"] = vec_json(c.score);
       cj["aie"] = vec_json(c.aie);
-      cj["aie_rome"] = vec_json(c.aie_rome);
-      cj["stddev"] = vec_json(c.stddev);
       cj["ci95"] = vec_json(c.ci95);
+      cj["aie_rome"] = vec_json(c.aie_rome);
+      cj["aie_rows"] = vec_json(c.aie_rows);
+      cj["std_rome"] = vec_json(c.std_rome);
+      cj["ci95_rome"] = vec_json(c.ci95_rome);
+      cj["stddev"] = vec_json(c.stddev);
+      cj["ci95_rows"] = vec_json(c.ci95_rows);
       m["categories"].push_back(std::move(cj));
     }
     root["mediators"].push_back(std::move(m));
@@ -338,6 +351,9 @@ std::vector<MediatorSummary> read_summary_json(const std::string& path) {
       s.mediator = m.at("mediator").get<std::string>();
       s.scheme = parse_scheme(m.at("scheme").get<std::string>());
       s.per_fact_mean = m.at("mean_mode").get<std::string>() == "per_fact";
+      s.aie_formula = parse_aie_formula(m.value("aie_formula", "rome"));
+      s.band = parse_band_rule(m.value("band", "rome"));
+      s.n_skipped = m.value("n_skipped", int64_t{0});
       s.model = m.value("model", "");
       s.window = m.value("window", int64_t{10});
       s.n_facts = m.at("n_facts").get<int64_t>();
@@ -359,9 +375,13 @@ std::vector<MediatorSummary> read_summary_json(const std::string& path) {
         c.n_facts = cj.value("n_facts", int64_t{0});
         c.score = json_vec(cj.at("score"));
         c.aie = json_vec(cj.at("aie"));
+        c.ci95 = json_vec(cj.at("ci95"));
         c.aie_rome = json_vec(cj.at("aie_rome"));
         c.stddev = json_vec(cj.at("stddev"));
-        c.ci95 = json_vec(cj.at("ci95"));
+        if (cj.contains("aie_rows")) c.aie_rows = json_vec(cj.at("aie_rows"));
+        if (cj.contains("std_rome")) c.std_rome = json_vec(cj.at("std_rome"));
+        if (cj.contains("ci95_rome")) c.ci95_rome = json_vec(cj.at("ci95_rome"));
+        if (cj.contains("ci95_rows")) c.ci95_rows = json_vec(cj.at("ci95_rows"));
         s.categories.push_back(std::move(c));
       }
       out.push_back(std::move(s));
@@ -374,14 +394,19 @@ std::vector<MediatorSummary> read_summary_json(const std::string& path) {
 
 void write_summary_csv(const std::string& path, const std::vector<MediatorSummary>& summaries) {
   std::ostringstream o;
-  o << "mediator,scheme,mean_mode,category,n,n_facts,layer,score,aie,aie_rome,stddev,ci95\n";
+  o << "mediator,scheme,mean_mode,aie_formula,band,category,n,n_facts,layer,score,aie,ci95,aie_rome,aie_rows,std_rome,"
+       "ci95_rome,stddev,ci95_rows\n";
+  auto at = [](const std::vector<double>& v, size_t l) { return num(l < v.size() ? v[l] : kNaN); };
   for (const auto& s : summaries) {
     for (const auto& c : s.categories) {
       for (size_t l = 0; l < c.score.size(); ++l) {
-        o << s.mediator << ',' << scheme_name(s.scheme) << ',' << mean_mode(s.per_fact_mean) << ',' << c.name << ','
-          << c.n << ',' << c.n_facts << ',' << l << ',' << num(c.score[l]) << ',' << num(c.aie[l]) << ','
-          << num(l < c.aie_rome.size() ? c.aie_rome[l] : kNaN) << ',' << num(l < c.stddev.size() ? c.stddev[l] : kNaN)
-          << ',' << num(c.ci95[l]) << '\n';
+        o << s.mediator << ',' << scheme_name(s.scheme) << ',' << mean_mode(s.per_fact_mean) << ','
+          << aie_formula_name(s.aie_formula) << ',' << band_rule_name(s.band) << ',' << c.name << ',' << c.n << ','
+          << c.n_facts << ',' << l;
+        for (const auto* v : {&c.score, &c.aie, &c.ci95, &c.aie_rome, &c.aie_rows, &c.std_rome, &c.ci95_rome, &c.stddev,
+                              &c.ci95_rows})
+          o << ',' << at(*v, l);
+        o << '\n';
       }
     }
   }
@@ -390,11 +415,11 @@ void write_summary_csv(const std::string& path, const std::vector<MediatorSummar
 
 void write_overview_csv(const std::string& path, const std::vector<MediatorSummary>& summaries) {
   std::ostringstream o;
-  o << "mediator,scheme,mean_mode,n_facts,n_layers,mean_low,mean_high,ate,best_aie_last_subject_token,"
+  o << "mediator,scheme,mean_mode,aie_formula,n_facts,n_skipped,n_layers,mean_low,mean_high,ate,best_aie_last_subject_token,"
        "best_layer_last_subject_token,best_aie_last_token,best_layer_last_token\n";
   for (const auto& s : summaries) {
-    o << s.mediator << ',' << scheme_name(s.scheme) << ',' << mean_mode(s.per_fact_mean) << ',' << s.n_facts << ','
-      << s.n_layers << ',' << num(s.mean_low) << ',' << num(s.mean_high) << ',' << num(s.ate) << ','
+    o << s.mediator << ',' << scheme_name(s.scheme) << ',' << mean_mode(s.per_fact_mean) << ','
+      << aie_formula_name(s.aie_formula) << ',' << s.n_facts << ',' << s.n_skipped << ',' << s.n_layers << ',' << num(s.mean_low) << ',' << num(s.mean_high) << ',' << num(s.ate) << ','
       << num(s.best_aie_last_subject) << ',' << s.best_layer_last_subject << ',' << num(s.best_aie_last_token) << ','
       << s.best_layer_last_token << '\n';
   }

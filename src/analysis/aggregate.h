@@ -5,23 +5,9 @@
 #include <string>
 #include <vector>
 
-namespace kt {
+#include "analysis/trace_file.h"
 
-// One stored trace: one fact, one mediator.
-struct TraceRecord {
-  std::string fact_id;
-  std::string mediator;      // "hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"
-  std::string prompt, subject, answer;
-  std::vector<std::string> tokens;
-  int64_t n_tokens = 0, n_layers = 0;
-  std::vector<double> scores;  // row-major [n_tokens, n_layers]: p(answer) with the cell restored
-  int64_t subject_begin = 0, subject_end = 0;  // [b, e)
-  double low_score = 0, high_score = 0;
-  // Display only (figure axis labels); aggregation ignores them.
-  std::string model;    // e.g. "SmolLM2-135M"; "" -> "the model"
-  int64_t window = 10;  // mlp / attn: number of restored layers per cell
-  double score(int64_t t, int64_t l) const { return scores[static_cast<size_t>(t * n_layers + l)]; }
-};
+namespace kt {
 
 // rome6: first subject, middle subject, last subject, first subsequent,
 //        further tokens, last token (ROME Fig. 2).
@@ -32,28 +18,50 @@ PositionScheme parse_scheme(const std::string& name);  // kt::Error on unknown
 std::vector<std::string> category_names(PositionScheme s);   // snake_case ids, e.g. "last_subject_token"
 std::vector<std::string> category_labels(PositionScheme s);  // display text, e.g. "Last subject token"
 
+// Two ways to average a category's indirect effect over facts:
+//   rome     ROME's notebook (average_causal_effects, read_knowlege): the
+//            mean score of the category's samples minus the mean low_score
+//            of all averaged facts;
+//   per-row  the mean over samples of (score - low_score of the sample's
+//            own fact).
+// They agree for one-token categories; for middle subject tokens and
+// further tokens they differ when facts with more such tokens have other
+// low scores. Bands (1.96 x standard error), likewise:
+//   rome     population std (ddof 0) of the samples' raw scores / sqrt(facts)
+//   per-row  sample std (ddof 1) of the samples' indirect effects / sqrt(samples)
+enum class AieFormula { Rome, PerRow };
+enum class BandRule { Rome, PerRow };
+std::string aie_formula_name(AieFormula f);  // "rome" | "per-row"
+std::string band_rule_name(BandRule b);
+AieFormula parse_aie_formula(const std::string& name);  // kt::Error on unknown
+BandRule parse_band_rule(const std::string& name);
+
 struct CategoryStats {
   std::string name;
+  std::string label;          // display text ("Last subject token")
   int64_t n = 0;              // samples: token rows (token-weighted) or facts (per-fact mean)
-  std::vector<double> score;  // [layers] mean p(answer)
-  // [layers] mean over the samples of (score - low_score of the sample's own
-  // fact). Equals "mean score - mean low_score" whenever every fact gives the
-  // category the same number of samples (always for one-token categories and
-  // per-fact means); see aie_rome for ROME's notebook formula otherwise.
-  std::vector<double> aie;
-  std::vector<double> ci95;  // [layers] 1.96 * std / sqrt(n) of the per-sample indirect effects
-  // Additions:
-  std::string label;             // display text ("Last subject token")
-  int64_t n_facts = 0;           // facts contributing at least one sample
-  std::vector<double> stddev;    // [layers] sample std (n-1) of the per-sample indirect effects; n=1 -> 0
-  std::vector<double> aie_rome;  // [layers] ROME notebook formula: mean score - mean low_score of all facts
+  int64_t n_facts = 0;        // facts contributing at least one sample
+  std::vector<double> score;  // [layers] mean p(answer) over the samples
+  // What figures, the report and the best-layer figures show: the summary's
+  // formula and band rule.
+  std::vector<double> aie, ci95;
+  // Both formulas and both bands, always.
+  std::vector<double> aie_rome;   // [layers] mean score - mean low_score of the facts
+  std::vector<double> aie_rows;   // [layers] mean of (score - own fact's low_score)
+  std::vector<double> std_rome;   // [layers] population std of the raw scores
+  std::vector<double> ci95_rome;  // [layers] 1.96 * std_rome / sqrt(facts averaged)
+  std::vector<double> stddev;     // [layers] sample std (n-1) of the per-row effects; n=1 -> 0
+  std::vector<double> ci95_rows;  // [layers] 1.96 * stddev / sqrt(n); n=1 -> 0
 };
 
 struct MediatorSummary {
   std::string mediator;
   PositionScheme scheme = PositionScheme::Rome6;
   bool per_fact_mean = false;  // false: ROME's token-weighted means
-  int64_t n_facts = 0, n_layers = 0;
+  AieFormula aie_formula = AieFormula::Rome;
+  BandRule band = BandRule::Rome;
+  int64_t n_facts = 0, n_layers = 0;  // facts averaged
+  int64_t n_skipped = 0;  // records left out: correct_prediction false (as ROME's notebook)
   double mean_low = 0, mean_high = 0, ate = 0;  // ate = mean(high - low)
   std::vector<CategoryStats> categories;
   double best_aie_last_subject = 0;
@@ -65,16 +73,20 @@ struct MediatorSummary {
   int64_t window = 10;
 };
 
-// Records of other mediators are ignored; all records must have the same
-// layer count (kt::Error otherwise). Zero records -> kt::Error.
+// Records of other mediators are ignored, and so are records whose
+// correct_prediction is false (counted in n_skipped); all records must have
+// the same layer count (kt::Error otherwise). No record of the mediator ->
+// kt::Error; only skipped ones -> a summary with n_facts 0 and NaN values.
 MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::string& mediator,
-                          PositionScheme scheme, bool per_fact_mean = false);
+                          PositionScheme scheme, bool per_fact_mean = false, AieFormula aie = AieFormula::Rome,
+                          BandRule band = BandRule::Rome);
 
 // Both written atomically (temporary file in the same directory, fsync,
 // rename); NaN (a category without samples) is null in JSON, "nan" in CSV.
 void write_summary_json(const std::string& path, const std::vector<MediatorSummary>& summaries);
 // Long format, one row per (mediator, category, layer):
-// mediator,scheme,mean_mode,category,n,n_facts,layer,score,aie,aie_rome,stddev,ci95
+// mediator,scheme,mean_mode,aie_formula,band,category,n,n_facts,layer,score,aie,ci95,
+// aie_rome,aie_rows,std_rome,ci95_rome,stddev,ci95_rows
 void write_summary_csv(const std::string& path, const std::vector<MediatorSummary>& summaries);
 // One row per mediator: n_facts, mean_low, mean_high, ate, best AIEs and layers.
 void write_overview_csv(const std::string& path, const std::vector<MediatorSummary>& summaries);

@@ -12,5 +12,6 @@ void add_bench(CLI::App& app);
 void add_run(CLI::App& app);
 void add_plot(CLI::App& app);
 void add_merge(CLI::App& app);
+void add_export(CLI::App& app);
 
 }  // namespace kt::cli

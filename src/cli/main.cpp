@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "analysis/trace_file.h"
 #include "cli/commands.h"
 #include "pipeline/cluster.h"
 #include "util/error.h"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     at::set_num_threads(static_cast<int>(std::max(1u, cores / static_cast<unsigned>(kt::cluster().local_size))));
   }
   CLI::App app{"knowtrace: locate factual knowledge in language models by causal tracing"};
+  app.set_version_flag("--version", std::string("knowtrace ") + kt::kKnowtraceVersion);
   app.require_subcommand(1);
   kt::cli::add_predict(app);
   kt::cli::add_inspect(app);
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
   kt::cli::add_run(app);
   kt::cli::add_plot(app);
   kt::cli::add_merge(app);
+  kt::cli::add_export(app);
   int rc = 0;
   try {
     app.parse(argc, argv);

@@ -1,5 +1,6 @@
 // `knowtrace run CONFIG` (the whole pipeline from a YAML config) and
-// `knowtrace plot RUN_DIR` (figures again from stored results, no model).
+// `knowtrace plot RUN_DIR` (figures again from stored results, no model),
+// `knowtrace merge` (shards) and `knowtrace export --rome` (ROME's layout).
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -80,6 +81,23 @@ void add_plot(CLI::App& app) {
   cmd->callback([=] {
     RunReport r = replot(*dir);
     print_outcome(r);
+  });
+}
+
+void add_export(CLI::App& app) {
+  auto* cmd = app.add_subcommand("export", "Write a run's traces in another tool's file layout (no model needed)");
+  auto dir = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto rome = std::make_shared<bool>(false);
+  cmd->add_option("run_dir", *dir, "Results directory of a run (holds run.json)")->required();
+  cmd->add_flag("--rome", *rome,
+                "ROME's layout: cases/knowledge_<id>.npz, _mlp, _attn (and _<mediator> for the severed ones)")
+      ->required();
+  cmd->add_option("--out", *out, "Directory to write cases/ into (default: RUN_DIR/rome)");
+  cmd->callback([=] {
+    const ExportReport r = export_rome(*dir, *out);
+    std::printf("exported %lld files of %lld facts -> %s\n", (long long)r.files, (long long)r.facts,
+                r.cases_dir.c_str());
   });
 }
 

@@ -2,6 +2,7 @@
 // written as ROME-compatible .npz files.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,9 @@
 
 #include "cli/commands.h"
 #include "model/model.h"
+#include "pipeline/config.h"
+#include "pipeline/dataset.h"
+#include "report/plots.h"
 #include "trace/fast_engine.h"
 #include "trace/result_store.h"
 #include "trace/tracer.h"
@@ -25,7 +29,8 @@ struct TraceArgs {
   std::string convention = "resid_post", engine = "fast";
   int64_t max_batch_tokens = 0;
   std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
-  std::vector<std::string> noise_subjects;
+  std::string noise_subjects;  // a data set (path, known_1000, default); "" = as `run` finds one
+  std::vector<std::string> formats = {"png", "pdf", "svg"};
   int64_t samples = 10, window = 10;
   uint32_t seed = 1;
   bool replace = false, as_json = false, save_states = false;
@@ -51,18 +56,49 @@ void print_table(const FactTrace& f, const MediatorTrace& m) {
   }
 }
 
-void run_trace(const TraceArgs& a) {
-  TraceSettings s =
-      make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace);
+// The subjects an s<k> level is measured on, as `knowtrace run` and ROME's
+// notebook take them: every subject of a data set (known_1000 when it is
+// found, else the bundled facts), each tokenized alone.
+void resolve_noise_from_dataset(TraceSettings& s, const Model& model, const std::string& spec) {
+  if (s.noise.std_multiple <= 0) return;
+  RunConfig c;
+  c.dataset = spec;
+  if (spec.empty()) {
+    c.dataset = "default";
+    for (const auto& p : known_1000_candidates())
+      if (std::filesystem::exists(p)) c.dataset = "known_1000";
+  } else if (spec != "known_1000" && spec != "default" && !std::filesystem::exists(spec)) {
+    throw Error("--noise-subjects: '" + spec + "' not found (a data set file, known_1000 or default)");
+  }
+  Dataset d;
+  try {
+    d = load_dataset(c);
+  } catch (const Error& e) {
+    throw Error(std::string("--noise-subjects: ") + e.what());
+  }
+  std::vector<std::string> subjects;
+  for (const auto& f : d.facts) subjects.push_back(f.subject);
+  if (subjects.empty()) throw Error("--noise-subjects: " + d.source + " holds no subjects to measure the noise on");
+  resolve_noise_level(s, model, subjects, d.source);
+}
+
+void run_trace(TraceArgs a) {
+  a.formats.erase(std::remove(a.formats.begin(), a.formats.end(), std::string()), a.formats.end());
+  for (const auto& f : a.formats) parse_image_format(f);
   LoadOptions o;
   o.dtype = parse_dtype(a.dtype);
   o.device = parse_device(a.device);
   auto model = Model::load(a.model, o);
-  // Without a data set, an s<k> std comes from this fact's subject (and any
-  // --noise-subject given), each tokenized alone as ROME does.
-  std::vector<std::string> subjects = a.noise_subjects;
-  subjects.push_back(a.subject);
-  resolve_noise_level(s, *model, subjects);
+  const int64_t L = model->config().n_layers;
+  if (a.window > L) {
+    // ROME clips a window to the layers; so does knowtrace, and says so.
+    std::fprintf(stderr, "note: --window %lld is more than the model's %lld layers: using %lld\n", (long long)a.window,
+                 (long long)L, (long long)L);
+    a.window = L;
+  }
+  TraceSettings s =
+      make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace);
+  resolve_noise_from_dataset(s, *model, a.noise_subjects);
   if (a.engine != "fast" && a.engine != "reference")
     throw Error("--engine '" + a.engine + "' is not one of fast, reference");
   try {
@@ -96,10 +132,23 @@ void run_trace(const TraceArgs& a) {
   std::vector<std::string> written;
   if (!a.out.empty()) {
     const std::string fp = trace_fingerprint(*model, s);
+    std::vector<ImageFormat> formats;
+    for (const auto& f : a.formats) formats.push_back(parse_image_format(f));
     for (const auto& m : f.traces) {
       written.push_back(trace_file_name(a.out, "fact", m.mediator));
-      write_trace_npz(written.back(), f, m, s, fp);
+      TraceRecord r = trace_record(f, m, s, fp);
+      write_trace_file(written.back(), r);
+      // The fact's heatmaps beside the .npz files, as `run` draws them.
+      if (!formats.empty() && plots_available()) {
+        r.fact_id = "fact";
+        std::filesystem::path mp(a.model);
+        r.model = (mp.extension() == ".gguf" ? mp.stem() : mp.filename()).string();
+        for (const auto& w : plot_fact_heatmap(r, (std::filesystem::path(a.out) / ("fact_" + r.mediator)).string(), formats))
+          written.push_back(w);
+      }
     }
+    if (!formats.empty() && !plots_available())
+      std::fprintf(stderr, "note: this knowtrace was built without cairo: no heatmaps (install libcairo2-dev and rebuild)\n");
     if (a.save_states) {
       written.push_back((std::filesystem::path(a.out) / "fact_states.npz").string());
       write_states_npz(written.back(), f, record_fact_states(*model, a.prompt, a.subject, s));
@@ -109,7 +158,8 @@ void run_trace(const TraceArgs& a) {
     nlohmann::json j = {{"prompt", f.prompt},     {"subject", f.subject},        {"input_ids", f.input_ids},
                         {"input_tokens", f.input_tokens}, {"subject_range", {f.subject_begin, f.subject_end}},
                         {"answer", f.answer},     {"answer_id", f.answer_id},    {"high_score", f.high_score},
-                        {"low_score", f.low_score}, {"noise_level", s.noise.level}, {"seconds", secs},
+                        {"low_score", f.low_score}, {"noise_level", s.noise.level},
+                        {"noise_source", s.noise.source}, {"seconds", secs},
                         {"correct_prediction", f.correct_prediction}, {"files", written}};
     for (const auto& m : f.traces) {
       auto acc = m.scores.accessor<double, 2>();
@@ -124,10 +174,11 @@ void run_trace(const TraceArgs& a) {
     return;
   }
   std::printf("prompt   %s\nsubject  %s (tokens %lld..%lld)\nanswer   '%s' (id %d)  high_score %.4f  low_score %.4f  total effect %.4f\n"
-              "noise    %s = %.5g, %lld samples, seed %u\n",
+              "noise    %s = %.5g%s, %lld samples, seed %u\n",
               f.prompt.c_str(), f.subject.c_str(), (long long)f.subject_begin, (long long)f.subject_end - 1,
               f.answer.c_str(), f.answer_id, f.high_score, f.low_score, f.high_score - f.low_score, a.noise.c_str(),
-              s.noise.level, (long long)s.samples, s.noise.seed);
+              s.noise.level, s.noise.source.empty() ? "" : (" (std of " + s.noise.source + ")").c_str(),
+              (long long)s.samples, s.noise.seed);
   if (expect) std::printf("expected '%s': %s\n", expect->c_str(), f.correct_prediction ? "correct" : "WRONG");
   for (const auto& m : f.traces) print_table(f, m);
   std::printf("\n%.2f s (%s engine)\n", secs, a.engine.c_str());
@@ -143,16 +194,22 @@ void add_trace(CLI::App& app) {
   cmd->add_option("--prompt", a->prompt, "Prompt text (the fact without its answer)")->required();
   cmd->add_option("--subject", a->subject, "Subject, as it occurs in the prompt")->required();
   cmd->add_option("--expect", a->expect, "Expected answer (ROME's correct_prediction check)");
-  cmd->add_option("--mediators", a->mediators, "hidden hidden_attn_severed hidden_mlp_severed mlp attn")
+  cmd->add_option("--mediators", a->mediators, "hidden,hidden_attn_severed,hidden_mlp_severed,mlp,attn (commas or spaces)")
+      ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--samples", a->samples, "Noise samples S")->capture_default_str();
   cmd->add_option("--noise", a->noise, "s<k> (k x subject embedding std) | number | u<x>")->capture_default_str();
-  cmd->add_option("--noise-subject", a->noise_subjects, "Extra subjects for the s<k> std (default: this subject)");
+  cmd->add_option("--noise-subjects", a->noise_subjects,
+                  "Data set whose subjects set the s<k> std: a file, known_1000 or default (default: known_1000 when "
+                  "found, else the bundled facts, as knowtrace run)");
   cmd->add_option("--seed", a->seed, "numpy RandomState seed")->capture_default_str();
   cmd->add_flag("--replace", a->replace, "Replace the subject embeddings by the noise instead of adding it");
   cmd->add_option("--window", a->window, "Window of the mlp/attn mediators")->capture_default_str();
   cmd->add_option("--convention", a->convention, "resid_post (ROME) | resid_pre")->capture_default_str();
-  cmd->add_option("--out", a->out, "Directory for the .npz results");
+  cmd->add_option("--out", a->out, "Directory for the .npz results and the fact's heatmaps");
+  cmd->add_option("--formats", a->formats, "Heatmap formats written with --out: png,pdf,svg (empty: none)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--engine", a->engine, "fast | reference")->capture_default_str();
   cmd->add_flag("--save-states", a->save_states, "Also store every site's clean and corrupted values (float16)");
   cmd->add_option("--max-batch-tokens", a->max_batch_tokens, "Fast engine: live tokens per sweep (0 = unlimited)");

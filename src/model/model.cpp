@@ -11,16 +11,15 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/names.h"
 #include "util/hf_cache.h"
 
 namespace kt {
 namespace fs = std::filesystem;
 
 at::ScalarType parse_dtype(const std::string& s) {
-  if (s == "float32" || s == "fp32" || s == "f32") return at::kFloat;
-  if (s == "bfloat16" || s == "bf16") return at::kBFloat16;
-  if (s == "float16" || s == "fp16" || s == "f16") return at::kHalf;
-  throw Error("dtype '" + s + "' is not one of float32, bfloat16, float16");
+  const std::string name = canonical_dtype(s);
+  return name == "float32" ? at::kFloat : name == "bfloat16" ? at::kBFloat16 : at::kHalf;
 }
 
 at::Device parse_device(const std::string& s) {

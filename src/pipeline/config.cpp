@@ -12,8 +12,10 @@
 #include <set>
 #include <sstream>
 
+#include "trace/noise_spec.h"
 #include "util/error.h"
 #include "util/hf_cache.h"
+#include "util/names.h"
 #include "util/paths.h"
 
 namespace kt {
@@ -21,7 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kMediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
 const std::vector<std::string> kStages = {"filter", "trace", "aggregate", "plot"};
 
 std::string join(const std::vector<std::string>& v, const std::string& sep = ", ") {
@@ -108,12 +109,11 @@ std::string check_enum(const std::string& where, const std::string& key, const s
 }
 
 std::string normalize_dtype(const std::string& where, const std::string& key, const std::string& v) {
-  static const std::map<std::string, std::string> alias = {
-      {"float32", "float32"}, {"fp32", "float32"}, {"float", "float32"},    {"bfloat16", "bfloat16"},
-      {"bf16", "bfloat16"},   {"float16", "float16"}, {"fp16", "float16"}, {"half", "float16"}};
-  auto it = alias.find(v);
-  if (it != alias.end()) return it->second;
-  fail(where, key, "'" + v + "' is not a dtype (float32, bfloat16, float16)");
+  try {
+    return canonical_dtype(v);
+  } catch (const Error& e) {
+    fail(where, key, e.what());
+  }
 }
 
 std::string check_device(const std::string& where, const std::string& key, const std::string& v) {
@@ -123,10 +123,11 @@ std::string check_device(const std::string& where, const std::string& key, const
 }
 
 void check_noise(const std::string& where, const std::string& key, const std::string& v) {
-  double x = 0;
-  if (is_number(v, &x) && x >= 0) return;
-  if ((v[0] == 's' || v[0] == 'u') && is_number(v.substr(1), &x) && x > 0) return;
-  fail(where, key, "'" + v + "' is not a noise level (s<k> = k x subject embedding std, e.g. s3; a number, e.g. 0.1; u<x> = uniform in [-x, x])");
+  try {
+    parse_noise(v);
+  } catch (const Error&) {
+    fail(where, key, "'" + v + "' is not a noise level: expected " + kNoiseForms);
+  }
 }
 
 void check_engine(const std::string& where, const std::string& key, const std::string& v) {
@@ -219,14 +220,16 @@ const std::vector<std::pair<std::string, Setter>>& setters() {
       {"mediators",
        [](RunConfig& c, const Field& f) {
          c.mediators = f.list();
-         if (c.mediators.empty()) fail(f.where, f.key, "needs at least one mediator (" + join(kMediators) + ")");
-         for (const auto& m : c.mediators) check_enum(f.where, f.key, m, kMediators);
+         if (c.mediators.empty()) fail(f.where, f.key, "needs at least one mediator (" + join(mediator_names()) + ")");
+         for (const auto& m : c.mediators) check_enum(f.where, f.key, m, mediator_names());
        }},
       {"window", [](RunConfig& c, const Field& f) { c.window = f.integer(1, 100000); }},
       {"convention",
        [](RunConfig& c, const Field& f) { c.convention = check_enum(f.where, f.key, f.str(), {"resid_post", "resid_pre"}); }},
       {"positions", [](RunConfig& c, const Field& f) { c.positions = check_enum(f.where, f.key, f.str(), {"rome6", "seed4"}); }},
       {"average", [](RunConfig& c, const Field& f) { c.average = check_enum(f.where, f.key, f.str(), {"tokens", "facts"}); }},
+      {"aie", [](RunConfig& c, const Field& f) { c.aie = check_enum(f.where, f.key, f.str(), {"rome", "per-row"}); }},
+      {"bands", [](RunConfig& c, const Field& f) { c.bands = check_enum(f.where, f.key, f.str(), {"rome", "per-row"}); }},
       {"filter",
        [](RunConfig& c, const Field& f) { c.filter = check_enum(f.where, f.key, f.str(), {"rome", "first-token", "none"}); }},
       {"device", [](RunConfig& c, const Field& f) { c.device = check_device(f.where, f.key, f.str()); }},
@@ -461,6 +464,7 @@ std::string config_to_json(const RunConfig& c) {
                       {"samples", c.samples},     {"noise", c.noise},           {"seed", c.seed},
                       {"replace", c.replace},     {"mediators", c.mediators},   {"window", c.window},
                       {"convention", c.convention}, {"positions", c.positions}, {"average", c.average},
+                      {"aie", c.aie},             {"bands", c.bands},
                       {"filter", c.filter},       {"device", c.device},         {"dtype", c.dtype},
                       {"results", c.results},     {"limit", c.limit},           {"facts", c.facts},
                       {"save_states", c.save_states}, {"engine", c.engine},     {"max_batch_tokens", c.max_batch_tokens},
@@ -494,6 +498,8 @@ RunConfig config_from_json(const std::string& text, const std::string& origin) {
     c.convention = j.value("convention", c.convention);
     c.positions = j.value("positions", c.positions);
     c.average = j.value("average", c.average);
+    c.aie = j.value("aie", c.aie);
+    c.bands = j.value("bands", c.bands);
     c.filter = j.value("filter", c.filter);
     c.device = j.value("device", c.device);
     c.dtype = j.value("dtype", c.dtype);

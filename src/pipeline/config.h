@@ -31,6 +31,8 @@ struct RunConfig {
   std::string convention = "resid_post";  // resid_post | resid_pre
   std::string positions = "rome6";        // rome6 | seed4: the scheme of the figures
   std::string average = "tokens";         // tokens (ROME: every token row a sample) | facts
+  std::string aie = "rome";               // rome (ROME's notebook: mean score - mean low) | per-row
+  std::string bands = "rome";             // rome (population std of scores / sqrt(facts)) | per-row
   std::string filter = "rome";            // rome | first-token | none
   std::string device = "cpu";
   std::string dtype = "float32";

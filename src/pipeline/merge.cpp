@@ -166,7 +166,7 @@ RunReport merge_runs(const std::vector<std::string>& shard_dirs, const std::stri
           if (fact.empty()) continue;  // not one of this run's mediators
           if (fs::exists(to)) {
             try {
-              read_trace_record(to.string(), fact, fp);
+              read_trace_file(to.string(), fact, fp);
               ++present;
               continue;
             } catch (const Error&) {
@@ -174,7 +174,7 @@ RunReport merge_runs(const std::vector<std::string>& shard_dirs, const std::stri
             }
           }
           try {
-            read_trace_record(f.string(), fact, fp);
+            read_trace_file(f.string(), fact, fp);
           } catch (const Error& e) {
             ++rep.traces_invalid;
             note(rep, std::string(e.what()) + "; not merged (rerun its shard to recompute it)");

@@ -83,11 +83,6 @@ void check_site_names(const RunConfig& cfg, const ModelConfig& mc) {
 }
 
 TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Dataset& data) {
-  try {
-    parse_noise(cfg.noise, cfg.seed, cfg.replace);
-  } catch (const Error& e) {
-    throw Error(cfg.where("noise") + ": key 'noise': " + e.what());
-  }
   TraceSettings st =
       make_trace_settings(cfg.samples, cfg.window, cfg.convention, cfg.mediators, cfg.noise, cfg.seed, cfg.replace);
   // ROME: k x the std of every dataset subject's embeddings, once per run.
@@ -95,7 +90,7 @@ TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Data
   for (const auto& f : data.facts) subjects.push_back(f.subject);
   if (st.noise.std_multiple > 0 && subjects.empty())
     throw Error(cfg.where("noise") + ": key 'noise': '" + cfg.noise + "' needs subjects, and the data set has none");
-  resolve_noise_level(st, model, subjects);
+  resolve_noise_level(st, model, subjects, data.source);
   return st;
 }
 
@@ -132,6 +127,7 @@ void write_run_json(const std::string& dir, const RunConfig& cfg, const std::str
             {"fingerprint", json::parse(fp)},
             {"noise", cfg.noise},
             {"noise_level", st.noise.level},
+            {"noise_source", st.noise.source},
             {"dataset", data.source},
             {"model",
              {{"path", cfg.model},
@@ -227,6 +223,17 @@ std::vector<Verdict> compute_verdicts(const Model& model, const std::vector<Fact
   }
   // Interrupted (SIGINT): the verdicts computed so far are kept.
   return done_so_far();
+}
+
+// The trace scores the answer the filter judged, with its verdict under the
+// run's rule (one computation: no batched vs single-row disagreement).
+FactAnswer filter_answer(const Verdict& v, const std::string& rule) {
+  FactAnswer a;
+  a.expect = v.attribute;
+  a.answer_id = v.top1_id;
+  a.verdict = rule == "none" ? true : rule == "first-token" ? v.first_token : v.rome;
+  a.rule = rule;
+  return a;
 }
 
 // Expected cost of tracing a fact, for splitting facts across processes:
@@ -326,9 +333,12 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   auto model = Model::load(cfg.model, lo);
   const ModelConfig& mc = model->config();
   check_site_names(cfg, mc);
-  if (cfg.window > mc.n_layers)
-    throw Error(cfg.where("window") + ": key 'window': " + std::to_string(cfg.window) + " is more than the model's " +
-                std::to_string(mc.n_layers) + " layers");
+  if (cfg.window > mc.n_layers) {
+    // ROME clips a window to the layers: so does knowtrace, and says so.
+    note(rep, cfg.where("window") + ": key 'window': " + std::to_string(cfg.window) + " is more than the model's " +
+                  std::to_string(mc.n_layers) + " layers: using " + std::to_string(mc.n_layers));
+    cfg.window = mc.n_layers;
+  }
   const TraceSettings st = make_settings(cfg, *model, data);
   rep.noise_level = st.noise.level;
   const std::string fp = trace_fingerprint(*model, st);
@@ -440,8 +450,8 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
           continue;
         }
         try {
-          FactTrace f = read_trace_npz(path, fp);
-          if (f.prompt != v->prompt || f.subject != v->subject) throw Error(path + ": stored for another prompt or subject");
+          const TraceRecord r = read_trace_file(path, v->id, fp);
+          if (r.prompt != v->prompt || r.subject != v->subject) throw Error(path + ": stored for another prompt or subject");
         } catch (const std::exception& e) {
           if (root) {
             std::string msg = e.what();
@@ -477,13 +487,14 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
       FactTrace f;
       try {
         validate_fact(*model, v.prompt, v.subject, s);
+        const FactAnswer answer = filter_answer(v, cfg.filter);
         if (cfg.engine == "fast") {
           // One sweep per fact: a SIGINT lets the current fact finish.
           FastOptions fo;
           fo.max_batch_tokens = cfg.max_batch_tokens;
-          f = trace_fact_fast(*model, v.prompt, v.subject, s, v.attribute, fo);
+          f = trace_fact_fast(*model, v.prompt, v.subject, s, answer, fo);
         } else {
-          f = trace_fact_reference(*model, v.prompt, v.subject, s, v.attribute, [&](int64_t done, int64_t total) {
+          f = trace_fact_reference(*model, v.prompt, v.subject, s, answer, [&](int64_t done, int64_t total) {
             if (stop_requested()) throw Interrupted{};
             progress.partial(static_cast<double>(done) / static_cast<double>(std::max<int64_t>(total, 1)));
           });

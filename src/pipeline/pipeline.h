@@ -77,6 +77,18 @@ RunReport replot(const std::string& run_dir, const RunOptions& opts = {});
 RunReport merge_runs(const std::vector<std::string>& shard_dirs, const std::string& out_dir,
                      const RunOptions& opts = {});
 
+// ROME's file layout of a run's stored traces (analysis/trace_file.h):
+// <out_dir>/cases/knowledge_<id>[_<kind>].npz for every kept fact, so
+// ROME's average_causal_effects notebook and plot_trace_heatmap read them
+// with only the directory changed. out_dir "" = <run_dir>/rome. Returns the
+// number of files written; a stored trace that does not read is a note.
+struct ExportReport {
+  std::string cases_dir;
+  int64_t files = 0, facts = 0;
+  std::vector<std::string> notes;
+};
+ExportReport export_rome(const std::string& run_dir, const std::string& out_dir = "");
+
 // What SIGINT does: the running pipeline stops after abandoning its current fact.
 void request_stop();
 

@@ -57,21 +57,6 @@ json read_run_json(const std::string& dir) {
   return j;
 }
 
-std::string fingerprint_difference(const std::string& stored, const std::string& now) {
-  if (stored == now) return "";
-  json h, w;
-  try {
-    h = json::parse(stored), w = json::parse(now);
-  } catch (const json::exception&) {
-    return "fingerprint (not valid JSON)";
-  }
-  if (h == w) return "";
-  for (auto& [k, v] : w.items())
-    if (!h.contains(k) || h[k] != v)
-      return "'" + k + "' (stored " + (h.contains(k) ? h[k].dump() : "nothing") + ", now " + v.dump() + ")";
-  return "fingerprint";
-}
-
 // Calls `parse` on each non-empty line of a checked JSONL file; a line that
 // does not parse is reported as "<path>:<line>: not <what> (...)".
 template <class F>
@@ -158,37 +143,6 @@ std::vector<FactError> read_errors(const std::string& path) {
   return out;
 }
 
-TraceRecord read_trace_record(const std::string& path, const std::string& fact_id, const std::string& expected) {
-  auto a = read_npz(path);
-  auto get = [&](const char* k) -> const NpyArray& { return npz_get(a, k, path); };
-  if (!expected.empty()) {
-    const std::string diff = fingerprint_difference(get("fingerprint").item_string(path), expected);
-    if (!diff.empty()) throw Error(path + ": stored with a different " + diff);
-  }
-  TraceRecord r;
-  r.fact_id = fact_id;
-  r.mediator = get("mediator").item_string(path);
-  r.prompt = get("prompt").item_string(path);
-  r.subject = get("subject").item_string(path);
-  r.answer = get("answer").item_string(path);
-  r.tokens = get("input_tokens").to_strings(path);
-  const NpyArray& s = get("scores");
-  if (s.shape.size() != 2) throw Error(path + ": 'scores' must be 2-dimensional");
-  r.n_tokens = s.shape[0], r.n_layers = s.shape[1];
-  r.scores = s.to_f64(path);
-  if (static_cast<int64_t>(r.tokens.size()) != r.n_tokens)
-    throw Error(path + ": " + std::to_string(r.tokens.size()) + " input_tokens for " + std::to_string(r.n_tokens) +
-                " rows of scores");
-  auto range = get("subject_range").to_i64(path);
-  if (range.size() != 2 || range[0] < 0 || range[0] >= range[1] || range[1] > r.n_tokens)
-    throw Error(path + ": 'subject_range' is not a token range of the prompt");
-  r.subject_begin = range[0], r.subject_end = range[1];
-  r.low_score = get("low_score").item_f64(path);
-  r.high_score = get("high_score").item_f64(path);
-  r.window = get("window").item_i64(path);
-  return r;
-}
-
 void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::string& fingerprint, bool plot,
                      const RunOptions& opts, RunReport& report) {
   const std::string filter_path = (fs::path(dir) / "filter.jsonl").string();
@@ -209,7 +163,7 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
         continue;
       }
       try {
-        records.push_back(read_trace_record(path, v.id, fingerprint));
+        records.push_back(read_trace_file(path, v.id, fingerprint));
         records.back().model = model_display_name(cfg.model);
         facts_with_records.insert(v.id);
       } catch (const Error& e) {
@@ -229,17 +183,22 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
 
   const PositionScheme primary_scheme = parse_scheme(cfg.positions);
   const bool primary_per_fact = cfg.average == "facts";
+  const AieFormula formula = parse_aie_formula(cfg.aie);
+  const BandRule band = parse_band_rule(cfg.bands);
   std::vector<MediatorSummary> primary, all;
   for (const auto& m : cfg.mediators) {
     const bool any = std::any_of(records.begin(), records.end(), [&](const TraceRecord& r) { return r.mediator == m; });
     if (!any) continue;
-    primary.push_back(aggregate(records, m, primary_scheme, primary_per_fact));
+    primary.push_back(aggregate(records, m, primary_scheme, primary_per_fact, formula, band));
+    if (primary.back().n_skipped > 0)
+      note(report, "aggregate(" + m + "): " + std::to_string(primary.back().n_skipped) +
+                       " stored trace(s) with correct_prediction false left out, as ROME's notebook does");
   }
   all = primary;
   for (PositionScheme sc : {PositionScheme::Rome6, PositionScheme::Seed4})
     for (bool per_fact : {false, true}) {
       if (sc == primary_scheme && per_fact == primary_per_fact) continue;
-      for (const auto& p : primary) all.push_back(aggregate(records, p.mediator, sc, per_fact));
+      for (const auto& p : primary) all.push_back(aggregate(records, p.mediator, sc, per_fact, formula, band));
     }
   write_summary_json((fs::path(dir) / "summary.json").string(), all);
   crash_point("aggregate");
@@ -293,6 +252,34 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
 }
 
 }  // namespace pipeline
+
+ExportReport export_rome(const std::string& run_dir, const std::string& out_dir) {
+  const json j = pipeline::read_run_json(run_dir);
+  const RunConfig cfg = config_from_json(j["config"].dump(), pipeline::run_json_path(run_dir));
+  const std::string fingerprint = j["fingerprint"].dump();
+  const std::string filter_path = (fs::path(run_dir) / "filter.jsonl").string();
+  if (!fs::exists(filter_path)) throw Error(run_dir + ": no filter.jsonl: nothing traced to export");
+  ExportReport rep;
+  rep.cases_dir = ((out_dir.empty() ? fs::path(run_dir) / "rome" : fs::path(out_dir)) / "cases").string();
+  fs::create_directories(rep.cases_dir);
+  for (const auto& v : pipeline::kept_facts(pipeline::read_verdicts(filter_path), cfg)) {
+    bool any = false;
+    for (const auto& m : cfg.mediators) {
+      const std::string path = trace_file_name((fs::path(run_dir) / "traces").string(), v.id, m);
+      if (!fs::exists(path)) continue;
+      try {
+        write_rome_case(rome_case_name(rep.cases_dir, v.id, m), read_trace_file(path, v.id, fingerprint));
+        ++rep.files;
+        any = true;
+      } catch (const Error& e) {
+        rep.notes.push_back(std::string(e.what()) + "; not exported");
+        std::fprintf(stderr, "note: %s\n", rep.notes.back().c_str());
+      }
+    }
+    rep.facts += any;
+  }
+  return rep;
+}
 
 RunReport replot(const std::string& run_dir, const RunOptions& opts) {
   const json j = pipeline::read_run_json(run_dir);

@@ -39,12 +39,6 @@ std::vector<Verdict> kept_facts(const std::vector<Verdict>& verdicts, const RunC
 void write_errors(const std::string& path, const std::vector<FactError>& errors);
 std::vector<FactError> read_errors(const std::string& path);  // {} when the file does not exist
 
-// Reads one stored trace as an analysis record without torch. Throws
-// kt::Error when the file is corrupt or, with a non-empty fingerprint,
-// when its fingerprint differs.
-TraceRecord read_trace_record(const std::string& path, const std::string& fact_id,
-                              const std::string& expected_fingerprint);
-
 // The aggregate and plot stages over the kept facts' stored traces.
 void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::string& fingerprint, bool plot,
                      const RunOptions& opts, RunReport& report);
@@ -53,9 +47,6 @@ std::string run_json_path(const std::string& dir);
 // run.json of a results directory, parsed; kt::Error when it is missing,
 // not JSON, or has no fingerprint.
 nlohmann::json read_run_json(const std::string& dir);
-// "" when two fingerprints (JSON text) agree, else which field differs:
-// "'samples' (stored 2, now 3)".
-std::string fingerprint_difference(const std::string& stored, const std::string& now);
 
 // Progress of a stage on stderr: a bar with rate and ETA on a terminal,
 // a plain line at most every few seconds otherwise.

@@ -152,13 +152,20 @@ void write_html_report(const std::string& path, const std::string& title, const 
     }
   }
 
+  const bool rome_aie = summaries.empty() || summaries.front().aie_formula == AieFormula::Rome;
+  const bool rome_band = summaries.empty() || summaries.front().band == BandRule::Rome;
   h << "<h2 id=\"notes\">Notes</h2>\n<dl class=\"notes\">\n"
        "<dt>Indirect effect</dt><dd>p(answer) with one site restored to its clean value, minus the low score "
-       "(p(answer) with the subject corrupted) of the same fact. AIE is its mean over the samples of a category: "
-       "every token of the category (token-weighted, as ROME) or every fact's mean over its tokens (per fact).</dd>\n"
-       "<dt>ATE</dt><dd>Average total effect: mean over facts of high score minus low score.</dd>\n"
-       "<dt>95% band</dt><dd>1.96 &middot; s / &radic;n, with s the sample standard deviation of the per-sample "
-       "indirect effects and n the number of samples.</dd>\n"
+       "(p(answer) with the subject corrupted). The samples of a category are every token of the category "
+       "(token-weighted, as ROME) or every fact's mean over its tokens (per fact). "
+    << (rome_aie ? "AIE (ROME's notebook): the mean score of the samples minus the mean low score of the facts."
+                 : "AIE (per-row): the mean over the samples of the score minus the low score of the sample's own fact.")
+    << "</dd>\n<dt>ATE</dt><dd>Average total effect: mean over facts of high score minus low score.</dd>\n"
+    << (rome_band ? "<dt>95% band</dt><dd>ROME's: 1.96 &middot; &sigma; / &radic;N, with &sigma; the population standard "
+                    "deviation of the samples' scores and N the number of facts.</dd>\n"
+                  : "<dt>95% band</dt><dd>Per-row: 1.96 &middot; s / &radic;n, with s the sample standard deviation of "
+                    "the per-sample indirect effects and n the number of samples.</dd>\n")
+    << "<dt>Facts</dt><dd>Only facts whose stored correct_prediction holds are averaged, as ROME's notebook does.</dd>\n"
        "<dt>&ndash;</dt><dd>A category without samples (e.g. middle subject tokens when every subject is one "
        "token).</dd>\n</dl>\n";
   h << "</main>\n</body>\n</html>\n";

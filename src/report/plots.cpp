@@ -395,6 +395,12 @@ std::string severed_suffix(const std::string& mediator) {
 
 bool windowed(const std::string& mediator) { return mediator == "mlp" || mediator == "attn"; }
 
+// Which AIE formula a summary figure shows (aggregate.h).
+std::string aie_formula_text(AieFormula f) {
+  return f == AieFormula::Rome ? "AIE = mean score \xE2\x88\x92 mean low score (ROME)"
+                               : "AIE = mean of (score \xE2\x88\x92 own low score)";
+}
+
 std::string model_name(const std::string& model) { return model.empty() ? "the model" : report::sanitize_utf8(model); }
 
 std::string layer_axis_label(const std::string& mediator, const std::string& model, int64_t window) {
@@ -749,8 +755,8 @@ HeatSpec average_spec(const MediatorSummary& sm, double vmax) {
   s.vmax = std::isfinite(vmax) && vmax > 0 ? vmax : (hi > 0 ? hi : 1e-6);
   s.title = "Average indirect effect of " + average_what(sm.mediator) + " over " + std::to_string(sm.n_facts) +
             (sm.n_facts == 1 ? " fact" : " facts");
-  s.subtitle = scheme_name(sm.scheme) + " categories \xC2\xB7 " + mean_mode_text(sm.per_fact_mean) +
-               " \xC2\xB7 colour clipped at 0";
+  s.subtitle = scheme_name(sm.scheme) + " categories \xC2\xB7 " + mean_mode_text(sm.per_fact_mean) + " \xC2\xB7 " +
+               aie_formula_text(sm.aie_formula) + " \xC2\xB7 colour clipped at 0";
   s.xlabel = layer_axis_label(sm.mediator, sm.model, sm.window);
   s.cbar_label = "AIE";
   return s;
@@ -794,7 +800,14 @@ std::string panel_title(const MediatorSummary& s) {
 
 std::string panel_subtitle(const MediatorSummary& s) {
   return std::to_string(s.n_facts) + (s.n_facts == 1 ? " fact" : " facts") + " \xC2\xB7 " + scheme_name(s.scheme) +
-         " \xC2\xB7 " + (s.per_fact_mean ? "per-fact means" : "token-weighted");
+         " \xC2\xB7 " + (s.per_fact_mean ? "per-fact means" : "token-weighted") + " \xC2\xB7 " +
+         aie_formula_text(s.aie_formula);
+}
+
+// The band rule, for the line plot's subtitle.
+std::string band_text(BandRule b) {
+  return b == BandRule::Rome ? "95% bands (ROME's): 1.96 \xC2\xB7 std of the scores / \xE2\x88\x9A(facts)"
+                             : "95% bands (per-row): 1.96 \xC2\xB7 s / \xE2\x88\x9An of the per-row indirect effects";
 }
 
 int64_t layers_of(const MediatorSummary& s) {
@@ -852,7 +865,7 @@ LineLayout layout_lines(const std::vector<MediatorSummary>& sums) {
   L.panels_y = kMargin + kTitleSize + 4 + kSubtitleSize + 10;
   const double content_w = L.panel_w0 + (L.ncols - 1) * (L.panel_w + kPanelGapX);
   const std::string fig_title = "Average indirect effect on p(answer)";
-  L.subtitle = "95% bands: 1.96 \xC2\xB7 s / \xE2\x88\x9An of the per-sample indirect effects";
+  L.subtitle = band_text(sums.front().band);
   L.w = std::ceil(std::max({content_w + 2 * kMargin, m.width(fig_title, kTitleSize, true) + 2 * kMargin,
                             m.width(L.subtitle, kSubtitleSize) + 2 * kMargin}));
 

@@ -26,7 +26,7 @@ struct PreparedFact {
 };
 
 PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
-                          const TraceSettings& st, const std::optional<std::string>& expect);
+                          const TraceSettings& st, const FactAnswer& answer);
 
 // Adds the fact's noise to (or replaces) the subject's embeddings of x
 // [S, T, d] in place of x.

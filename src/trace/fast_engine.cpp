@@ -273,11 +273,11 @@ void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun
 }  // namespace
 
 FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const std::string& subject,
-                          const TraceSettings& st, const std::optional<std::string>& expect,
+                          const TraceSettings& st, const FactAnswer& answer,
                           const FastOptions& opt, FastStats* stats) {
   c10::InferenceMode guard;
   tune_malloc_once();
-  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, expect);
+  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, answer);
   FactTrace& f = p.trace;
   const ModelConfig& c = model.config();
   const int64_t L = c.n_layers, S = st.samples, T = static_cast<int64_t>(f.input_ids.size());

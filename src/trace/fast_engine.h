@@ -32,7 +32,7 @@ struct FastStats {
 };
 
 FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const std::string& subject,
-                          const TraceSettings& settings, const std::optional<std::string>& expect = {},
+                          const TraceSettings& settings, const FactAnswer& answer = {},
                           const FastOptions& options = {}, FastStats* stats = nullptr);
 
 }  // namespace kt

@@ -12,8 +12,6 @@ namespace kt {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const char* const kKnowtraceVersion = "0.1.0";
-
 std::string trace_fingerprint(const Model& model, const TraceSettings& s) {
   json files = json::array();
   const fs::path p(model.path());
@@ -45,41 +43,38 @@ std::string trace_fingerprint(const Model& model, const TraceSettings& s) {
   return j.dump();
 }
 
-std::string trace_file_name(const std::string& dir, const std::string& fact, Mediator m) {
-  return (fs::path(dir) / (fact + "_" + mediator_name(m) + ".npz")).string();
+TraceRecord trace_record(const FactTrace& f, const MediatorTrace& m, const TraceSettings& s,
+                         const std::string& fingerprint) {
+  at::Tensor sc = m.scores.contiguous().to(at::kDouble).cpu();
+  TraceRecord r;
+  r.mediator = mediator_name(m.mediator);
+  r.prompt = f.prompt;
+  r.subject = f.subject;
+  r.answer = f.answer;
+  r.answer_id = f.answer_id;
+  r.input_ids.assign(f.input_ids.begin(), f.input_ids.end());
+  r.tokens = f.input_tokens;
+  r.n_tokens = sc.size(0), r.n_layers = sc.size(1);
+  r.scores.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
+  r.subject_begin = f.subject_begin, r.subject_end = f.subject_end;
+  r.low_score = f.low_score, r.high_score = f.high_score;
+  r.correct_prediction = f.correct_prediction;
+  r.correct_rule = f.correct_rule;
+  r.window = m.mediator == Mediator::Mlp || m.mediator == Mediator::Attn ? s.window : 1;
+  r.convention = convention_name(s.convention);
+  r.noise = s.noise.text;
+  r.noise_level = s.noise.level;
+  r.noise_source = s.noise.source;
+  r.noise_seed = s.noise.seed;
+  r.samples = s.samples;
+  r.fingerprint = fingerprint;
+  r.version = kKnowtraceVersion;
+  return r;
 }
 
 void write_trace_npz(const std::string& path, const FactTrace& f, const MediatorTrace& m, const TraceSettings& s,
                      const std::string& fingerprint) {
-  at::Tensor sc = m.scores.contiguous().to(at::kDouble);
-  std::vector<double> scores(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
-  const std::string kind = m.mediator == Mediator::Mlp ? "mlp" : m.mediator == Mediator::Attn ? "attn" : "";
-  const bool windowed = m.mediator == Mediator::Mlp || m.mediator == Mediator::Attn;
-  std::vector<std::pair<std::string, NpyArray>> a = {
-      {"scores", NpyArray::from_f64(scores, {sc.size(0), sc.size(1)})},
-      {"low_score", NpyArray::scalar_f64(f.low_score)},
-      {"high_score", NpyArray::scalar_f64(f.high_score)},
-      {"input_ids", NpyArray::from_i64(std::vector<int64_t>(f.input_ids.begin(), f.input_ids.end()))},
-      {"input_tokens", NpyArray::from_strings(f.input_tokens)},
-      {"subject_range", NpyArray::from_i64({f.subject_begin, f.subject_end})},
-      {"answer", NpyArray::scalar_string(f.answer)},
-      {"window", NpyArray::scalar_i64(windowed ? s.window : 10)},
-      {"correct_prediction", NpyArray::scalar_bool(f.correct_prediction)},
-      {"kind", NpyArray::scalar_string(kind)},
-      {"mediator", NpyArray::scalar_string(mediator_name(m.mediator))},
-      {"convention", NpyArray::scalar_string(convention_name(s.convention))},
-      {"noise", NpyArray::scalar_string(s.noise.text)},
-      {"noise_level", NpyArray::scalar_f64(s.noise.level)},
-      {"noise_seed", NpyArray::scalar_i64(s.noise.seed)},
-      {"samples", NpyArray::scalar_i64(s.samples)},
-      {"answer_id", NpyArray::scalar_i64(f.answer_id)},
-      {"prompt", NpyArray::scalar_string(f.prompt)},
-      {"subject", NpyArray::scalar_string(f.subject)},
-      {"fingerprint", NpyArray::scalar_string(fingerprint)},
-      {"knowtrace_version", NpyArray::scalar_string(kKnowtraceVersion)},
-  };
-  fs::create_directories(fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path());
-  write_npz(path, a);
+  write_trace_file(path, trace_record(f, m, s, fingerprint));
 }
 
 void write_states_npz(const std::string& path, const FactTrace& f, const FactStates& st) {
@@ -97,48 +92,6 @@ void write_states_npz(const std::string& path, const FactTrace& f, const FactSta
   }
   fs::create_directories(fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path());
   write_npz(path, a);
-}
-
-FactTrace read_trace_npz(const std::string& path, const std::string& expected) {
-  auto a = read_npz(path);
-  auto get = [&](const char* k) -> const NpyArray& { return npz_get(a, k, path); };
-  const std::string ctx = path;
-  if (!expected.empty()) {
-    const std::string have = get("fingerprint").item_string(ctx);
-    if (have != expected) {
-      json h, w;
-      try {
-        h = json::parse(have);
-        w = json::parse(expected);
-      } catch (const json::exception&) {
-        throw Error(path + ": stored fingerprint is not valid JSON; the result will not be reused");
-      }
-      for (auto& [k, v] : w.items())
-        if (!h.contains(k) || h[k] != v)
-          throw Error(path + ": stored with a different '" + k + "' (" + (h.contains(k) ? h[k].dump() : "absent") +
-                      ", now " + v.dump() + "); the result will not be reused");
-      throw Error(path + ": stored fingerprint differs from the current settings");
-    }
-  }
-  FactTrace f;
-  f.prompt = get("prompt").item_string(ctx);
-  f.subject = get("subject").item_string(ctx);
-  for (int64_t id : get("input_ids").to_i64(ctx)) f.input_ids.push_back(static_cast<int32_t>(id));
-  f.input_tokens = get("input_tokens").to_strings(ctx);
-  auto r = get("subject_range").to_i64(ctx);
-  if (r.size() != 2) throw Error(path + ": subject_range must hold 2 values");
-  f.subject_begin = r[0], f.subject_end = r[1];
-  f.answer = get("answer").item_string(ctx);
-  f.answer_id = static_cast<int32_t>(get("answer_id").item_i64(ctx));
-  f.high_score = get("high_score").item_f64(ctx);
-  f.low_score = get("low_score").item_f64(ctx);
-  f.correct_prediction = get("correct_prediction").item_bool(ctx);
-  const NpyArray& s = get("scores");
-  if (s.shape.size() != 2) throw Error(path + ": scores must be 2-dimensional");
-  auto v = s.to_f64(ctx);
-  at::Tensor scores = at::from_blob(v.data(), {s.shape[0], s.shape[1]}, at::kDouble).clone();
-  f.traces.push_back({parse_mediator(get("mediator").item_string(ctx)), scores});
-  return f;
 }
 
 }  // namespace kt

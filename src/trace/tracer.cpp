@@ -100,7 +100,7 @@ CellPlan plan_cell(Mediator m, int64_t l, const TraceSettings& s, int64_t L) {
 namespace detail {
 
 PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
-                          const TraceSettings& st, const std::optional<std::string>& expect) {
+                          const TraceSettings& st, const FactAnswer& answer) {
   validate_fact(model, prompt, subject, st);
   const Tokenizer& tok = model.tokenizer();
   const int64_t L = model.config().n_layers, S = st.samples;
@@ -119,14 +119,21 @@ PreparedFact prepare_fact(const Model& model, const std::string& prompt, const s
   p.clean.resize(1 + 5 * L);
   SiteHook record = [&](const Site& s, at::Tensor& v) { p.clean[site_index(s, L)] = v; };
   at::Tensor probs = at::softmax(model.forward(ids1, record, true)[0], -1);
-  f.answer_id = static_cast<int32_t>(probs.argmax().item<int64_t>());
+  f.answer_id = answer.answer_id ? *answer.answer_id : static_cast<int32_t>(probs.argmax().item<int64_t>());
+  if (f.answer_id < 0 || f.answer_id >= probs.size(0))
+    throw Error("answer id " + std::to_string(f.answer_id) + " is outside the vocabulary of " +
+                std::to_string(probs.size(0)) + " tokens");
   f.high_score = probs[f.answer_id].item<double>();
   f.answer = tok.decode({f.answer_id});
-  if (expect) {
+  if (answer.verdict) {
+    f.correct_prediction = *answer.verdict;
+    f.correct_rule = answer.rule;
+  } else if (answer.expect) {
     std::string a = f.answer;
     a.erase(0, a.find_first_not_of(" \t\n\r\f\v"));
     a.erase(a.find_last_not_of(" \t\n\r\f\v") + 1);
-    f.correct_prediction = a == *expect;
+    f.correct_prediction = a == *answer.expect;
+    f.correct_rule = "rome";
   }
   // One noise draw per fact, as ROME reseeds per trace call.
   p.noise = draw_noise(st.noise, S, f.subject_end - f.subject_begin, model.config().hidden).to(model.device());
@@ -172,10 +179,10 @@ FactStates record_fact_states(const Model& model, const std::string& prompt, con
 }
 
 FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
-                               const TraceSettings& st, const std::optional<std::string>& expect,
+                               const TraceSettings& st, const FactAnswer& answer,
                                const TraceProgress& progress) {
   c10::InferenceMode guard;
-  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, expect);
+  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, answer);
   FactTrace& f = p.trace;
   const ModelConfig& cfg = model.config();
   const int64_t L = cfg.n_layers, S = st.samples, T = static_cast<int64_t>(f.input_ids.size());
@@ -234,10 +241,13 @@ TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::st
   return s;
 }
 
-void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector<std::string>& subjects) {
+void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector<std::string>& subjects,
+                         const std::string& source) {
   if (s.noise.std_multiple <= 0) return;
   s.noise.level = s.noise.std_multiple * subject_embedding_std(model, subjects);
   s.noise.std_multiple = 0;
+  s.noise.source = (source.empty() ? std::string("given subjects") : source) + ": " + std::to_string(subjects.size()) +
+                   (subjects.size() == 1 ? " subject" : " subjects");
 }
 
 }  // namespace kt

@@ -39,7 +39,9 @@ TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::st
                                   bool replace);
 // Resolves noise s<k> to k x the std of `subjects`' embeddings (ROME: every
 // subject of the data set, each tokenized alone); other noise is unchanged.
-void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector<std::string>& subjects);
+// `source` names where the subjects came from (noise.source, stored).
+void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector<std::string>& subjects,
+                         const std::string& source = "");
 
 struct MediatorTrace {
   Mediator mediator;
@@ -54,8 +56,28 @@ struct FactTrace {
   int32_t answer_id = 0;
   std::string answer;
   double high_score = 0, low_score = 0;
-  bool correct_prediction = true;  // ROME: expect is None or answer.strip() == expect
+  bool correct_prediction = true;  // under correct_rule (see FactAnswer)
+  std::string correct_rule = "none";
   std::vector<MediatorTrace> traces;
+};
+
+// Which answer a trace scores and how correct_prediction is decided.
+// Implicit from an expected text, as ROME's calculate_hidden_flow(expect=).
+struct FactAnswer {
+  FactAnswer() = default;
+  FactAnswer(std::optional<std::string> e) : expect(std::move(e)) {}
+  FactAnswer(const std::string& e) : expect(e) {}
+  FactAnswer(const char* e) : expect(std::string(e)) {}
+  // ROME's rule: correct when decode(answer).strip() == expect ("rome");
+  // without it the prediction is not checked ("none", always correct).
+  std::optional<std::string> expect;
+  // The answer token to score instead of the clean pass's argmax, with the
+  // verdict already reached on it: `knowtrace run` passes its filter's, so
+  // the filter's verdict and the trace's answer are one computation (a
+  // batched and a single-row pass can disagree at near ties).
+  std::optional<int32_t> answer_id;
+  std::optional<bool> verdict;
+  std::string rule;  // the rule behind `verdict`: rome | first-token | none
 };
 
 // Checks the inputs before any work: empty prompt, subject missing or equal
@@ -76,7 +98,7 @@ FactStates record_fact_states(const Model& model, const std::string& prompt, con
                               const TraceSettings& settings);
 
 FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
-                               const TraceSettings& settings, const std::optional<std::string>& expect = {},
+                               const TraceSettings& settings, const FactAnswer& answer = {},
                                const TraceProgress& progress = nullptr);
 
 }  // namespace kt

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -133,19 +134,29 @@ TEST(Aggregate, Rome6TokenWeighted) {
   // Effects at layer 1: .2 and .1 -> sample std sqrt(2 * .05^2 / 1).
   const double sd1 = std::sqrt(2 * 0.05 * 0.05);
   expect_vec(first.stddev, {0.0, sd1});
-  expect_vec(first.ci95, {0.0, 1.96 * sd1 / std::sqrt(2.0)});
+  expect_vec(first.ci95_rows, {0.0, 1.96 * sd1 / std::sqrt(2.0)});
+  // ROME's band (the default): population std of the scores {.2,.3} and
+  // {.3,.3}: {.05, 0}, over sqrt(2 facts).
+  expect_vec(first.std_rome, {0.05, 0.0});
+  expect_vec(first.ci95, {1.96 * 0.05 / std::sqrt(2.0), 0.0});
+  expect_vec(first.ci95_rome, first.ci95);
 
   // Middle subject: only B has one (row 1 {.4,.2} - .2): n = 1 -> ci 0.
   const auto& middle = cat(s, "middle_subject_tokens");
   EXPECT_EQ(middle.n, 1);
   EXPECT_EQ(middle.n_facts, 1);
-  expect_vec(middle.aie, {0.2, 0.0});
-  expect_vec(middle.ci95, {0.0, 0.0});
+  expect_vec(middle.aie_rows, {0.2, 0.0});
+  expect_vec(middle.ci95_rows, {0.0, 0.0});
   expect_vec(middle.stddev, {0.0, 0.0});
+  // ROME: B's score {.4,.2} minus the mean low score of both facts (.15).
+  expect_vec(middle.aie, {0.25, 0.05});
+  expect_vec(middle.ci95, {0.0, 0.0});  // one sample: std 0
 
   const auto& last_subject = cat(s, "last_subject_token");
   expect_vec(last_subject.aie, {0.4, 0.6});
-  expect_vec(last_subject.ci95, {0.0, 0.0});
+  expect_vec(last_subject.ci95_rows, {0.0, 0.0});
+  // Scores {.5,.7} and {.6,.8}: population std .05 at both layers.
+  expect_vec(last_subject.ci95, {1.96 * 0.05 / std::sqrt(2.0), 1.96 * 0.05 / std::sqrt(2.0)});
 
   // First subsequent: A {.3,.2} - .1, B {.1,.5} - .2: a negative effect at
   // layer 0 of B stays negative (no clipping in aggregation).
@@ -160,12 +171,25 @@ TEST(Aggregate, Rome6TokenWeighted) {
   EXPECT_EQ(further.n, 3);
   EXPECT_EQ(further.n_facts, 2);
   expect_vec(further.score, {0.85 / 3, 1.15 / 3});
-  expect_vec(further.aie, {0.35 / 3, 0.65 / 3});
+  expect_vec(further.aie_rows, {0.35 / 3, 0.65 / 3});
   expect_vec(further.aie_rome, {0.85 / 3 - 0.15, 1.15 / 3 - 0.15});
+  expect_vec(further.aie, further.aie_rome);  // the default shows ROME's
   const double m = 0.35 / 3;
   const double sd = std::sqrt(((0.05 - m) * (0.05 - m) * 2 + (0.25 - m) * (0.25 - m)) / 2);
   EXPECT_NEAR(further.stddev[0], sd, kTol);
-  EXPECT_NEAR(further.ci95[0], 1.96 * sd / std::sqrt(3.0), kTol);
+  EXPECT_NEAR(further.ci95_rows[0], 1.96 * sd / std::sqrt(3.0), kTol);
+  // ROME: population std of the scores .15, .25, .45 over sqrt(2 facts).
+  const double ms = 0.85 / 3;
+  const double pop = std::sqrt(((0.15 - ms) * (0.15 - ms) + (0.25 - ms) * (0.25 - ms) + (0.45 - ms) * (0.45 - ms)) / 3);
+  EXPECT_NEAR(further.ci95[0], 1.96 * pop / std::sqrt(2.0), kTol);
+
+  // The per-row variant on request: aie and ci95 hold it instead.
+  const auto rows = kt::aggregate({fact_a(), fact_b()}, "hidden", kt::PositionScheme::Rome6, false,
+                                  kt::AieFormula::PerRow, kt::BandRule::PerRow);
+  EXPECT_EQ(rows.aie_formula, kt::AieFormula::PerRow);
+  expect_vec(cat(rows, "further_tokens").aie, further.aie_rows);
+  expect_vec(cat(rows, "further_tokens").ci95, further.ci95_rows);
+  expect_vec(cat(rows, "further_tokens").aie_rome, further.aie_rome);
 
   const auto& last = cat(s, "last_token");
   expect_vec(last.aie, {0.4, 0.6});  // A {.4,.6}-.1, B {.7,.9}-.2
@@ -191,11 +215,13 @@ TEST(Aggregate, Rome6PerFactMean) {
   EXPECT_EQ(further.n, 2);
   EXPECT_EQ(further.n_facts, 2);
   expect_vec(further.score, {0.25, 0.35});
-  expect_vec(further.aie, {0.1, 0.2});
-  expect_vec(further.aie_rome, {0.1, 0.2});
+  expect_vec(further.aie_rows, {0.1, 0.2});
+  expect_vec(further.aie_rome, {0.1, 0.2});  // {.25,.35} - .15
   const double sd = std::sqrt(2 * 0.05 * 0.05);
   expect_vec(further.stddev, {sd, sd});
-  expect_vec(further.ci95, {1.96 * sd / std::sqrt(2.0), 1.96 * sd / std::sqrt(2.0)});
+  expect_vec(further.ci95_rows, {1.96 * sd / std::sqrt(2.0), 1.96 * sd / std::sqrt(2.0)});
+  // ROME's band over the per-fact means {.15,.25} and {.35,.45}: std .1.
+  expect_vec(further.ci95, {1.96 * 0.1 / std::sqrt(2.0), 1.96 * 0.1 / std::sqrt(2.0)});
   // One-token categories are the same in both modes.
   const auto tw = kt::aggregate({fact_a(), fact_b()}, "hidden", kt::PositionScheme::Rome6, false);
   for (const std::string name : {"first_subject_token", "last_subject_token", "first_subsequent_token", "last_token"}) {
@@ -203,7 +229,8 @@ TEST(Aggregate, Rome6PerFactMean) {
     expect_vec(cat(s, name).ci95, cat(tw, name).ci95);
     EXPECT_EQ(cat(s, name).n, cat(tw, name).n);
   }
-  expect_vec(cat(s, "middle_subject_tokens").aie, {0.2, 0.0});
+  expect_vec(cat(s, "middle_subject_tokens").aie_rows, {0.2, 0.0});
+  expect_vec(cat(s, "middle_subject_tokens").aie, {0.25, 0.05});
 }
 
 TEST(Aggregate, Seed4BothModes) {
@@ -217,7 +244,9 @@ TEST(Aggregate, Seed4BothModes) {
   // .2, .05, -.1, .05, .25 -> .09; layer 1: .1, .15, .3, .15, .35 -> .21.
   const auto& further = cat(s, "further_tokens");
   EXPECT_EQ(further.n, 5);
-  expect_vec(further.aie, {0.09, 0.21});
+  expect_vec(further.aie_rows, {0.09, 0.21});
+  // ROME: mean score (.3+.15+.1+.25+.45)/5 = .25 minus .15; layer 1 .37 - .15.
+  expect_vec(further.aie, {0.1, 0.22});
   expect_vec(cat(s, "last_subject_token").aie, {0.4, 0.6});
   expect_vec(cat(s, "last_token").aie, {0.4, 0.6});
 
@@ -226,7 +255,7 @@ TEST(Aggregate, Seed4BothModes) {
   // 3..5 = {.8/3, 1.4/3} -> {.8/3-.2, 1.4/3-.2}.
   const auto& pf = cat(p, "further_tokens");
   EXPECT_EQ(pf.n, 2);
-  expect_vec(pf.aie, {(0.125 + 0.8 / 3 - 0.2) / 2, (0.125 + 1.4 / 3 - 0.2) / 2});
+  expect_vec(pf.aie_rows, {(0.125 + 0.8 / 3 - 0.2) / 2, (0.125 + 1.4 / 3 - 0.2) / 2});
 }
 
 TEST(Aggregate, SingleTokenSubjectCountsAsFirstAndLast) {
@@ -299,6 +328,24 @@ TEST(Aggregate, NoClippingInAggregation) {
   expect_vec(cat(s, "last_token").aie, {-0.06, -0.1});
   EXPECT_NEAR(s.best_aie_last_token, -0.06, kTol);
   EXPECT_EQ(s.best_layer_last_token, 0);
+}
+
+// ROME's notebook skips facts whose correct_prediction is false: so does
+// aggregate, and says how many.
+TEST(Aggregate, IncorrectPredictionsAreLeftOut) {
+  auto wrong = fact_b();
+  wrong.correct_prediction = false;
+  const auto s = kt::aggregate({fact_a(), wrong}, "hidden", kt::PositionScheme::Rome6);
+  EXPECT_EQ(s.n_facts, 1);
+  EXPECT_EQ(s.n_skipped, 1);
+  EXPECT_NEAR(s.mean_low, 0.1, kTol);
+  const auto alone = kt::aggregate({fact_a()}, "hidden", kt::PositionScheme::Rome6);
+  for (size_t c = 0; c < s.categories.size(); ++c) expect_vec(s.categories[c].aie, alone.categories[c].aie);
+  // Only wrong ones: a summary of nothing, not an error.
+  const auto none = kt::aggregate({wrong}, "hidden", kt::PositionScheme::Rome6);
+  EXPECT_EQ(none.n_facts, 0);
+  EXPECT_EQ(none.n_skipped, 1);
+  expect_vec(cat(none, "last_token").aie, {NAN, NAN});
 }
 
 TEST(Aggregate, OtherMediatorsIgnored) {
@@ -414,29 +461,38 @@ TEST(Aggregate, CsvWrittenAndReadBack) {
   kt::write_summary_csv(path, {h, m});
   const auto lines = lines_of(kt::read_text_file(path));
   ASSERT_EQ(lines.size(), 1u + 2 * 6 * 2);
-  EXPECT_EQ(lines[0], "mediator,scheme,mean_mode,category,n,n_facts,layer,score,aie,aie_rome,stddev,ci95");
+  EXPECT_EQ(lines[0],
+            "mediator,scheme,mean_mode,aie_formula,band,category,n,n_facts,layer,score,aie,ci95,aie_rome,aie_rows,"
+            "std_rome,ci95_rome,stddev,ci95_rows");
   const auto header = split_csv(lines[0]);
+  auto col = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin());
+  };
   bool found_further = false, found_nan = false;
   for (size_t i = 1; i < lines.size(); ++i) {
     const auto cells = split_csv(lines[i]);
     ASSERT_EQ(cells.size(), header.size()) << lines[i];
-    if (cells[0] == "hidden" && cells[3] == "further_tokens" && cells[6] == "0") {
+    if (cells[0] == "hidden" && cells[col("category")] == "further_tokens" && cells[col("layer")] == "0") {
       found_further = true;
-      EXPECT_EQ(cells[1], "rome6");
-      EXPECT_EQ(cells[2], "token");
-      EXPECT_EQ(cells[4], "3");
-      EXPECT_EQ(cells[5], "2");
-      EXPECT_NEAR(std::stod(cells[8]), 0.35 / 3, 1e-14);
-      EXPECT_NEAR(std::stod(cells[9]), 0.85 / 3 - 0.15, 1e-14);
+      EXPECT_EQ(cells[col("scheme")], "rome6");
+      EXPECT_EQ(cells[col("mean_mode")], "token");
+      EXPECT_EQ(cells[col("aie_formula")], "rome");
+      EXPECT_EQ(cells[col("band")], "rome");
+      EXPECT_EQ(cells[col("n")], "3");
+      EXPECT_EQ(cells[col("n_facts")], "2");
+      EXPECT_NEAR(std::stod(cells[col("aie_rows")]), 0.35 / 3, 1e-14);
+      EXPECT_NEAR(std::stod(cells[col("aie_rome")]), 0.85 / 3 - 0.15, 1e-14);
+      EXPECT_NEAR(std::stod(cells[col("aie")]), 0.85 / 3 - 0.15, 1e-14);
       const double m0 = 0.35 / 3;
       const double sd0 = std::sqrt(((0.05 - m0) * (0.05 - m0) * 2 + (0.25 - m0) * (0.25 - m0)) / 2);
-      EXPECT_NEAR(std::stod(cells[10]), sd0, 1e-14);
-      EXPECT_NEAR(std::stod(cells[11]), 1.96 * sd0 / std::sqrt(3.0), 1e-14);
+      EXPECT_NEAR(std::stod(cells[col("stddev")]), sd0, 1e-14);
+      EXPECT_NEAR(std::stod(cells[col("ci95_rows")]), 1.96 * sd0 / std::sqrt(3.0), 1e-14);
+      EXPECT_EQ(cells[col("ci95")], cells[col("ci95_rome")]);
     }
-    if (cells[0] == "mlp" && cells[3] == "further_tokens") {
+    if (cells[0] == "mlp" && cells[col("category")] == "further_tokens") {
       found_nan = true;
-      EXPECT_EQ(cells[4], "0");
-      for (size_t k = 7; k < cells.size(); ++k) EXPECT_EQ(cells[k], "nan");
+      EXPECT_EQ(cells[col("n")], "0");
+      for (size_t k = col("score"); k < cells.size(); ++k) EXPECT_EQ(cells[k], "nan");
     }
   }
   EXPECT_TRUE(found_further);
@@ -447,14 +503,16 @@ TEST(Aggregate, CsvWrittenAndReadBack) {
   ASSERT_EQ(ov.size(), 3u);
   const auto cols = split_csv(ov[0]);
   EXPECT_EQ(cols[0], "mediator");
-  EXPECT_EQ(cols[7], "ate");
+  EXPECT_EQ(cols[9], "ate");
   const auto row = split_csv(ov[1]);
   ASSERT_EQ(row.size(), cols.size());
   EXPECT_EQ(row[0], "hidden");
-  EXPECT_EQ(row[3], "2");
-  EXPECT_NEAR(std::stod(row[7]), 0.6, 1e-14);
-  EXPECT_NEAR(std::stod(row[8]), 0.6, 1e-14);
-  EXPECT_EQ(row[9], "1");
+  EXPECT_EQ(row[3], "rome");
+  EXPECT_EQ(row[4], "2");
+  EXPECT_EQ(row[5], "0");  // skipped
+  EXPECT_NEAR(std::stod(row[9]), 0.6, 1e-14);
+  EXPECT_NEAR(std::stod(row[10]), 0.6, 1e-14);
+  EXPECT_EQ(row[11], "1");
   fs::remove_all(dir);
 }
 

@@ -840,7 +840,7 @@ TEST(BadCommandLine, RunFlags) {
       {{"--results", out, "--shard", "1/0"}, "--shard '1/0': expected i/n with 0 <= i < n"},
       {{"--results", out, "--shard", "-1/2"}, "expected i/n with 0 <= i < n"},
       {{"--results", out, "--stages", "aggregate", "--device", "gpu"}, "--device: key 'device': 'gpu' is not a device (cpu, cuda, cuda:N)"},
-      {{"--results", out, "--stages", "aggregate", "--dtype", "int8"}, "--dtype: key 'dtype': 'int8' is not a dtype"},
+      {{"--results", out, "--stages", "aggregate", "--dtype", "int8"}, "--dtype: key 'dtype': dtype 'int8' is not one of float32 (fp32, f32, float)"},
       {{"--results", out, "--stages", "aggreggate"}, "--stages: unknown stage 'aggreggate'"},
       {{"--results", out, "--stages", "aggregate", "--limit", "-3"}, "--limit: must be 0 (no limit) or more, got -3"},
       {{"--results", "", "--stages", "aggregate"}, "--results: must not be empty"},
@@ -860,8 +860,8 @@ TEST(BadCommandLine, ModelCommandFlags) {
   std::string long_prompt;
   for (int i = 0; i < 200; ++i) long_prompt += " Paris";
   const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> cases = {
-      {{"predict", "--model", model, "--prompt", "The", "--dtype", "int8"}, {"dtype 'int8' is not one of float32, bfloat16, float16"}},
-      {{"inspect", "--model", model, "--dtype", "fp64"}, {"dtype 'fp64' is not one of float32, bfloat16, float16"}},
+      {{"predict", "--model", model, "--prompt", "The", "--dtype", "int8"}, {"dtype 'int8' is not one of float32 (fp32, f32, float), bfloat16 (bf16), float16 (fp16, f16, half)"}},
+      {{"inspect", "--model", model, "--dtype", "fp64"}, {"dtype 'fp64' is not one of float32 (fp32, f32, float), bfloat16 (bf16), float16 (fp16, f16, half)"}},
       {{"predict", "--model", model, "--prompt", "The", "--device", "tpu"}, {"device 'tpu' is not one of cpu, cuda, cuda:N"}},
       {{"predict", "--model", model, "--prompt", "The", "--top-k", "0"}, {"--top-k must be at least 1 (got 0)"}},
       {{"predict", "--model", model, "--prompt", ""}, {"--prompt: the prompt encodes to no tokens"}},
@@ -1342,44 +1342,61 @@ const std::string kFp = R"({"model":"m","samples":10})";
 TEST(BadStoredTraces, GoodTraceReadsBack) {
   const fs::path d = fresh_dir();
   const std::string p = write_trace(d / "0_hidden.npz", kFp);
-  EXPECT_NO_THROW(kt::read_trace_npz(p, kFp));
-  EXPECT_NO_THROW(kt::pipeline::read_trace_record(p, "0", kFp));
+  const kt::TraceRecord r = kt::read_trace_file(p, "0", kFp);
+  EXPECT_EQ(r.prompt, "A B C");
+  EXPECT_EQ(r.n_tokens, 3);
+  EXPECT_EQ(r.correct_rule, "rome") << "a file without the key: ROME's rule";
 }
 
+// One reader for resume, aggregate and merge: every message comes from it.
 TEST(BadStoredTraces, Fingerprints) {
   const fs::path d = fresh_dir();
   const std::string bad = write_trace(d / "bad.npz", "{not json");
-  expect_message(error_of([&] { kt::read_trace_npz(bad, kFp); }),
-                 {bad + ": stored fingerprint is not valid JSON; the result will not be reused"});
+  expect_message(error_of([&] { kt::read_trace_file(bad, "0", kFp); }),
+                 {bad + ": stored with a different fingerprint (not valid JSON)"});
   // Every current key agrees; the stored one has one more.
   const std::string extra = write_trace(d / "extra.npz", R"({"model":"m","samples":10,"old":1})");
-  expect_message(error_of([&] { kt::read_trace_npz(extra, kFp); }), {extra + ": stored fingerprint differs from the current settings"});
-  // At the aggregate stage: names the key (the stage adds "; left out of the summary").
+  expect_message(error_of([&] { kt::read_trace_file(extra, "0", kFp); }),
+                 {extra + ": stored with a different fingerprint (it holds settings this version does not write)"});
   const std::string other = write_trace(d / "other.npz", R"({"model":"m","samples":3})");
-  expect_message(error_of([&] { kt::pipeline::read_trace_record(other, "0", kFp); }),
+  expect_message(error_of([&] { kt::read_trace_file(other, "0", kFp); }),
                  {other + ": stored with a different 'samples' (stored 3, now 10)"});
+  // Without an expected fingerprint (export, plot of a foreign file) it reads.
+  EXPECT_NO_THROW(kt::read_trace_file(other, "0"));
 }
 
 TEST(BadStoredTraces, ArrayShapes) {
   const fs::path d = fresh_dir();
   const std::string range3 =
       write_trace(d / "range3.npz", kFp, [](auto& a) { a["subject_range"] = kt::NpyArray::from_i64({0, 1, 2}); });
-  expect_message(error_of([&] { kt::read_trace_npz(range3, kFp); }), {range3 + ": subject_range must hold 2 values"});
-  expect_message(error_of([&] { kt::pipeline::read_trace_record(range3, "0", kFp); }),
-                 {range3 + ": 'subject_range' is not a token range of the prompt"});
+  expect_message(error_of([&] { kt::read_trace_file(range3, "0", kFp); }),
+                 {range3 + ": 'subject_range' must hold 2 values, got 3"});
   const std::string flat =
       write_trace(d / "flat.npz", kFp, [](auto& a) { a["scores"] = kt::NpyArray::from_f64({.1, .2, .3, .4, .5, .6}); });
-  expect_message(error_of([&] { kt::read_trace_npz(flat, kFp); }), {flat + ": scores must be 2-dimensional"});
-  expect_message(error_of([&] { kt::pipeline::read_trace_record(flat, "0", kFp); }), {flat + ": 'scores' must be 2-dimensional"});
+  expect_message(error_of([&] { kt::read_trace_file(flat, "0", kFp); }),
+                 {flat + ": 'scores' must be 2-dimensional, got 1 dimensions"});
   const std::string tokens =
       write_trace(d / "tokens.npz", kFp, [](auto& a) { a["input_tokens"] = kt::NpyArray::from_strings({"A", " B"}); });
-  expect_message(error_of([&] { kt::pipeline::read_trace_record(tokens, "0", kFp); }), {tokens + ": 2 input_tokens for 3 rows of scores"});
+  expect_message(error_of([&] { kt::read_trace_file(tokens, "0", kFp); }), {tokens + ": 2 input_tokens for 3 rows of scores"});
+  const std::string ids =
+      write_trace(d / "ids.npz", kFp, [](auto& a) { a["input_ids"] = kt::NpyArray::from_i64({1, 2}); });
+  expect_message(error_of([&] { kt::read_trace_file(ids, "0", kFp); }), {ids + ": 2 input_ids for 3 rows of scores"});
   for (const auto& r : std::vector<std::vector<int64_t>>{{2, 5}, {1, 1}, {-1, 1}}) {
     const std::string outside =
         write_trace(d / "outside.npz", kFp, [&](auto& a) { a["subject_range"] = kt::NpyArray::from_i64(r); });
-    expect_message(error_of([&] { kt::pipeline::read_trace_record(outside, "0", kFp); }),
-                   {outside + ": 'subject_range' is not a token range of the prompt"});
+    expect_message(error_of([&] { kt::read_trace_file(outside, "0", kFp); }),
+                   {outside + ": subject_range [" + std::to_string(r[0]) + ", " + std::to_string(r[1]) +
+                    ") is not a non-empty token range of the 3-token prompt"});
   }
+  const std::string rule =
+      write_trace(d / "rule.npz", kFp, [](auto& a) { a["correct_rule"] = kt::NpyArray::scalar_string("maybe"); });
+  expect_message(error_of([&] { kt::read_trace_file(rule, "0", kFp); }),
+                 {rule + ": correct_rule 'maybe' is not one of rome, first-token, none"});
+  const std::string med =
+      write_trace(d / "med.npz", kFp, [](auto& a) { a["mediator"] = kt::NpyArray::scalar_string("mpl"); });
+  expect_message(error_of([&] { kt::read_trace_file(med, "0", kFp); }), {med + ": mediator 'mpl' is not one of"});
+  const std::string nokey = write_trace(d / "nokey.npz", kFp, [](auto& a) { a.erase("window"); });
+  expect_message(error_of([&] { kt::read_trace_file(nokey, "0", kFp); }), {nokey, "window"});
 }
 
 // =================================================== 15-16. aggregation and outputs
@@ -1504,7 +1521,7 @@ TEST(BadStoredTraces, RunTraceStoredForAnotherPrompt) {
   std::string notes;
   for (const auto& n : again.notes) notes += n + "\n";
   EXPECT_NE(notes.find(p + ": stored for another prompt or subject; recomputing"), std::string::npos) << notes;
-  EXPECT_NE(kt::read_trace_npz(p).prompt, "Another prompt altogether") << "not recomputed";
+  EXPECT_NE(kt::read_trace_file(p, "0").prompt, "Another prompt altogether") << "not recomputed";
 }
 
 // The bundled data/facts_default.json is looked for next to the config, in

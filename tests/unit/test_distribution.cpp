@@ -64,8 +64,8 @@ double max_score_diff(const std::string& a, const std::string& b) {
   double worst = 0;
   for (const auto& e : fs::directory_iterator(fs::path(a) / "traces")) {
     const std::string name = e.path().filename().string();
-    auto x = kt::pipeline::read_trace_record(e.path().string(), name, "");
-    auto y = kt::pipeline::read_trace_record((fs::path(b) / "traces" / name).string(), name, "");
+    auto x = kt::read_trace_file(e.path().string(), name, "");
+    auto y = kt::read_trace_file((fs::path(b) / "traces" / name).string(), name, "");
     EXPECT_EQ(x.scores.size(), y.scores.size()) << name;
     for (size_t i = 0; i < x.scores.size() && i < y.scores.size(); ++i)
       worst = std::max(worst, std::abs(x.scores[i] - y.scores[i]));

@@ -148,7 +148,7 @@ TEST(PipelineConfig, BadEnumValues) {
   EXPECT_NE(e.find("'mlpp' is not one of"), std::string::npos) << e;
   EXPECT_NE(e.find("did you mean 'mlp'"), std::string::npos) << e;
   e = config_error("model: m\ndtype: float8\n");
-  EXPECT_NE(e.find("key 'dtype': 'float8' is not a dtype"), std::string::npos) << e;
+  EXPECT_NE(e.find("key 'dtype': dtype 'float8' is not one of float32"), std::string::npos) << e;
   e = config_error("model: m\ndevice: tpu\n");
   EXPECT_NE(e.find("key 'device'"), std::string::npos) << e;
   e = config_error("model: m\nnoise: x3\n");
@@ -256,10 +256,27 @@ TEST(PipelineConfig, SiteNamesCheckedAgainstTheModel) {
   w.embed_name = "model.embed_tokens";
   e = error_of([&] { kt::run_pipeline(w, quiet()); });
   EXPECT_NE(e.find("key 'embed_name'"), std::string::npos) << e;
+}
+
+// ROME clips a window wider than the model: so does a run, with a note.
+TEST(PipelineConfig, WindowWiderThanTheModelIsClipped) {
+  const fs::path dir = fresh_dir("wide_window");
   kt::RunConfig win = fixture_config(dir);
   win.window = 4;
-  e = error_of([&] { kt::run_pipeline(win, quiet()); });
-  EXPECT_NE(e.find("key 'window': 4 is more than the model's 3 layers"), std::string::npos) << e;
+  win.mediators = {"mlp"};
+  win.limit = 1;
+  win.stages = {"filter", "trace"};
+  const kt::RunReport r = kt::run_pipeline(win, quiet());
+  std::string notes;
+  for (const auto& n : r.notes) notes += n + "\n";
+  EXPECT_NE(notes.find("key 'window': 4 is more than the model's 3 layers: using 3"), std::string::npos) << notes;
+  int files = 0;
+  for (const auto& f : fs::directory_iterator(fs::path(r.dir) / "traces"))
+    if (f.path().extension() == ".npz") {
+      ++files;
+      EXPECT_EQ(kt::read_trace_file(f.path().string(), "x").window, 3);
+    }
+  EXPECT_EQ(files, 1);
 }
 
 // ---------------------------------------------------------------- data
@@ -502,7 +519,7 @@ TEST_F(PipelineRun, FiguresAndReport) {
     for (const auto& m : kMediators) {
       const fs::path png = full_ / "figures" / "facts" / (id + "_" + m + ".png");
       ASSERT_TRUE(fs::exists(png)) << png;
-      kt::TraceRecord r = kt::pipeline::read_trace_record((full_ / "traces" / (id + "_" + m + ".npz")).string(), id, "");
+      kt::TraceRecord r = kt::read_trace_file((full_ / "traces" / (id + "_" + m + ".npz")).string(), id, "");
       r.model = "gpt2";
       const auto size = kt::fact_heatmap_size(r);
       EXPECT_EQ(png_size(png.string()), std::make_pair(size.png_width, size.png_height)) << png;
@@ -589,8 +606,8 @@ TEST_F(PipelineRun, FastEngineGivesTheSameNumbers) {
   for (const auto& id : kept_ids())
     for (const auto& m : kMediators) {
       const std::string name = id + "_" + m + ".npz";
-      auto fast = kt::pipeline::read_trace_record((d / "traces" / name).string(), id, "");
-      auto ref = kt::pipeline::read_trace_record((full_ / "traces" / name).string(), id, "");
+      auto fast = kt::read_trace_file((d / "traces" / name).string(), id, "");
+      auto ref = kt::read_trace_file((full_ / "traces" / name).string(), id, "");
       ASSERT_EQ(fast.scores.size(), ref.scores.size()) << name;
       EXPECT_NEAR(fast.low_score, ref.low_score, 1e-6) << name;
       EXPECT_NEAR(fast.high_score, ref.high_score, 1e-6) << name;

@@ -239,18 +239,25 @@ TEST(ResultStore, NpzRoundTripAndFingerprintCheck) {
   const std::string path = kt::trace_file_name(dir.string(), "7", kt::Mediator::Mlp);
   kt::write_trace_npz(path, f, f.traces[1], s, fp);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
-  auto back = kt::read_trace_npz(path, fp);
-  EXPECT_EQ(back.input_ids, f.input_ids);
-  EXPECT_EQ(back.input_tokens, f.input_tokens);
+  const kt::TraceRecord back = kt::read_trace_file(path, "7", fp);
+  EXPECT_EQ(back.input_ids, std::vector<int64_t>(f.input_ids.begin(), f.input_ids.end()));
+  EXPECT_EQ(back.tokens, f.input_tokens);
   EXPECT_EQ(back.answer, f.answer);
+  EXPECT_EQ(back.answer_id, f.answer_id);
   EXPECT_EQ(back.subject_begin, f.subject_begin);
   EXPECT_EQ(back.correct_prediction, f.correct_prediction);
+  EXPECT_EQ(back.correct_rule, "rome");  // --expect given: ROME's strip rule
+  EXPECT_EQ(back.window, s.window);      // mlp: the real window
   EXPECT_DOUBLE_EQ(back.low_score, f.low_score);
-  EXPECT_EQ(back.traces[0].mediator, kt::Mediator::Mlp);
-  EXPECT_TRUE(at::equal(back.traces[0].scores, f.traces[1].scores));
+  EXPECT_EQ(back.mediator, "mlp");
+  at::Tensor scores = f.traces[1].scores.contiguous();
+  EXPECT_EQ(back.scores, std::vector<double>(scores.data_ptr<double>(), scores.data_ptr<double>() + scores.numel()));
+  // The hidden state restores one layer per cell: window 1 (ROME writes 10).
+  kt::write_trace_npz(kt::trace_file_name(dir.string(), "7", kt::Mediator::Hidden), f, f.traces[0], s, fp);
+  EXPECT_EQ(kt::read_trace_file(kt::trace_file_name(dir.string(), "7", kt::Mediator::Hidden), "7", fp).window, 1);
   auto s2 = s;
   s2.samples = 3;
-  expect_error([&] { kt::read_trace_npz(path, kt::trace_fingerprint(*model, s2)); }, "'samples'");
+  expect_error([&] { kt::read_trace_file(path, "7", kt::trace_fingerprint(*model, s2)); }, "'samples'");
   fs::remove_all(dir);
 }
 
