@@ -3,11 +3,12 @@
 #   bash run.sh [CONFIG] [knowtrace run flags...]
 #   bash run.sh                                   # hparams/smollm2-135m.yaml
 #   bash run.sh hparams/llama-3.2-3b.yaml --limit 50 --results results/llama-try
+#   CONFIG_PATH=hparams/llama_config.yaml bash run.sh   # as the seed project's run.sh
 # Results go to results/<config name>/ (see README.md); rerunning resumes.
 set -euo pipefail
 cd "$(dirname "$0")"
 BUILD_DIR="${BUILD_DIR:-build}"
-CONFIG="${1:-hparams/smollm2-135m.yaml}"
+CONFIG="${1:-${CONFIG_PATH:-hparams/smollm2-135m.yaml}}"
 [ $# -gt 0 ] && shift
 if [ ! -x "$BUILD_DIR/knowtrace" ]; then
   echo "run.sh: $BUILD_DIR/knowtrace is missing: running scripts/setup.sh" >&2

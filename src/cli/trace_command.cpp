@@ -34,6 +34,7 @@ struct TraceArgs {
   int64_t samples = 10, window = 10;
   uint32_t seed = 1;
   bool replace = false, as_json = false, save_states = false;
+  bool window_given = false;  // --window on the command line (else ROME's 10, clipped silently)
 };
 
 void print_table(const FactTrace& f, const MediatorTrace& m) {
@@ -85,22 +86,26 @@ void resolve_noise_from_dataset(TraceSettings& s, const Model& model, const std:
 void run_trace(TraceArgs a) {
   a.formats.erase(std::remove(a.formats.begin(), a.formats.end(), std::string()), a.formats.end());
   for (const auto& f : a.formats) parse_image_format(f);
+  if (a.engine != "fast" && a.engine != "reference")
+    throw Error("--engine '" + a.engine + "' is not one of fast, reference");
+  // Every flag's text is checked before the model loads.
+  make_trace_settings(a.samples, 1, a.convention, a.mediators, a.noise, a.seed, a.replace);
   LoadOptions o;
   o.dtype = parse_dtype(a.dtype);
   o.device = parse_device(a.device);
   auto model = Model::load(a.model, o);
   const int64_t L = model->config().n_layers;
   if (a.window > L) {
-    // ROME clips a window to the layers; so does knowtrace, and says so.
-    std::fprintf(stderr, "note: --window %lld is more than the model's %lld layers: using %lld\n", (long long)a.window,
+    // ROME clips a window to the layers; so does knowtrace, and says so
+    // when the window was asked for.
+    if (a.window_given)
+      std::fprintf(stderr, "note: --window %lld is more than the model's %lld layers: using %lld\n", (long long)a.window,
                  (long long)L, (long long)L);
     a.window = L;
   }
   TraceSettings s =
       make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace);
   resolve_noise_from_dataset(s, *model, a.noise_subjects);
-  if (a.engine != "fast" && a.engine != "reference")
-    throw Error("--engine '" + a.engine + "' is not one of fast, reference");
   try {
     validate_fact(*model, a.prompt, a.subject, s);
   } catch (const Error& e) {
@@ -204,7 +209,8 @@ void add_trace(CLI::App& app) {
                   "found, else the bundled facts, as knowtrace run)");
   cmd->add_option("--seed", a->seed, "numpy RandomState seed")->capture_default_str();
   cmd->add_flag("--replace", a->replace, "Replace the subject embeddings by the noise instead of adding it");
-  cmd->add_option("--window", a->window, "Window of the mlp/attn mediators")->capture_default_str();
+  auto* window = cmd->add_option("--window", a->window, "Window of the mlp/attn mediators (clipped to the layers)")
+                     ->capture_default_str();
   cmd->add_option("--convention", a->convention, "resid_post (ROME) | resid_pre")->capture_default_str();
   cmd->add_option("--out", a->out, "Directory for the .npz results and the fact's heatmaps");
   cmd->add_option("--formats", a->formats, "Heatmap formats written with --out: png,pdf,svg (empty: none)")
@@ -216,7 +222,10 @@ void add_trace(CLI::App& app) {
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16")->capture_default_str();
   cmd->add_flag("--json", a->as_json, "One JSON object on stdout");
-  cmd->callback([=] { run_trace(*a); });
+  cmd->callback([=] {
+    a->window_given = window->count() > 0;
+    run_trace(*a);
+  });
 }
 
 }  // namespace kt::cli

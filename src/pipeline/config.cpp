@@ -142,10 +142,17 @@ void check_fact_id(const std::string& where, const std::string& key, const std::
 
 // ---- typed access to YAML nodes, every failure naming file:line and key.
 
+std::string mark(const std::string& origin, const YAML::Mark& m) {
+  if (m.is_null()) return origin;
+  return origin + ":" + std::to_string(m.line + 1);
+}
+
+
 struct Field {
   const YAML::Node& node;
   std::string where;  // "file:line"
   std::string key;
+  std::string origin;  // the file, for the lines of nested keys
 
   std::string scalar(const char* expected) const {
     if (!node.IsScalar()) fail(where, key, std::string("expected ") + expected + ", got a " + (node.IsSequence() ? "list" : node.IsMap() ? "mapping" : "null value"));
@@ -193,17 +200,78 @@ struct Field {
   }
 };
 
-std::string mark(const std::string& origin, const YAML::Mark& m) {
-  if (m.is_null()) return origin;
-  return origin + ":" + std::to_string(m.line + 1);
-}
 
 // Each key: how to read it into the config.
 using Setter = std::function<void(RunConfig&, const Field&)>;
 
+// The seed project's nested keys (BaixuanLi/Knowledge-Tracing,
+// hparams/llama_config.yaml), read as they are: calls `each` with every
+// sub-key's Field after checking it is one of `known`.
+void for_each_subkey(RunConfig& c, const Field& f, const std::vector<std::string>& known,
+                     const std::function<void(const std::string&, const Field&)>& each) {
+  if (!f.node.IsMap()) fail(f.where, f.key, "expected a mapping of " + join(known));
+  for (auto it = f.node.begin(); it != f.node.end(); ++it) {
+    const std::string sub = it->first.Scalar();
+    const std::string where = mark(f.origin, it->first.Mark());
+    const std::string name = f.key + "." + sub;
+    if (std::find(known.begin(), known.end(), sub) == known.end()) {
+      const std::string hint = nearest_name(sub, known);
+      fail(where, name, "unknown key" + (hint.empty() ? "" : " (did you mean '" + f.key + "." + hint + "'?)") +
+                            "; valid: " + join(known));
+    }
+    const YAML::Node value = it->second;
+    if (value.IsNull()) fail(where, name, "has no value");
+    c.locations.emplace_back(name, where);
+    each(sub, Field{value, where, name, f.origin});
+  }
+}
+
+// A site-name template set by the seed's hook_layer and by our own key:
+// refused when both give it.
+void set_template(RunConfig& c, std::string& slot, const std::string& value, const Field& f, const char* ours) {
+  if (!slot.empty()) fail(f.where, f.key, "sets the same site as '" + std::string(ours) + "' (" + c.where(ours) + "): give one");
+  slot = value;
+  c.locations.emplace_back(ours, f.where);
+}
+
+void read_model(RunConfig& c, const Field& f) {
+  if (!f.node.IsMap()) {
+    c.model = f.str();
+    return;
+  }
+  // The seed's form: model: {pth: <hub id or path>, name: <results name>}.
+  for_each_subkey(c, f, {"pth", "name"}, [&](const std::string& sub, const Field& v) {
+    if (sub == "pth") c.model = v.str();
+    else c.seed_name = v.str();
+  });
+  if (c.model.empty()) fail(f.where, f.key, "needs 'pth' (a Hugging Face hub ID, checkpoint directory or .gguf file)");
+}
+
+void read_hook_layer(RunConfig& c, const Field& f) {
+  for_each_subkey(c, f, {"clean_save", "corrupt", "corrupted_save", "clean_replace", "attn_sever", "mlp_sever"},
+                  [&](const std::string& sub, const Field& v) {
+                    if (sub == "clean_replace") set_template(c, c.layer_name, v.str(), v, "layer_name");
+                    else if (sub == "attn_sever") set_template(c, c.attn_name, v.str(), v, "attn_name");
+                    else if (sub == "mlp_sever") set_template(c, c.mlp_name, v.str(), v, "mlp_name");
+                    else if (sub == "corrupt") set_template(c, c.embed_name, v.str(), v, "embed_name");
+                    else
+                      for (const auto& t : v.list()) c.saved_sites.emplace_back(v.key, t);
+                  });
+}
+
 const std::vector<std::pair<std::string, Setter>>& setters() {
   static const std::vector<std::pair<std::string, Setter>> s = {
-      {"model", [](RunConfig& c, const Field& f) { c.model = f.str(); }},
+      {"model", read_model},
+      {"hook_layer", read_hook_layer},
+      {"result_pth",
+       [](RunConfig& c, const Field& f) {
+         for_each_subkey(c, f, {"base_pth"}, [&](const std::string&, const Field& v) { c.seed_base = v.str(); });
+       }},
+      {"generation_args",
+       [](RunConfig& c, const Field& f) {
+         c.notes.push_back(f.where + ": key 'generation_args' is not needed (knowtrace reads the next token's "
+                           "probabilities from one forward pass): ignored");
+       }},
       {"layer_name", [](RunConfig& c, const Field& f) { c.layer_name = f.str(); }},
       {"attn_name", [](RunConfig& c, const Field& f) { c.attn_name = f.str(); }},
       {"mlp_name", [](RunConfig& c, const Field& f) { c.mlp_name = f.str(); }},
@@ -363,9 +431,12 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin) 
     const YAML::Node value = it->second;
     c.locations.emplace_back(key, where);
     if (value.IsNull()) fail(where, key, "has no value");
-    s->second(c, Field{value, where, key});
+    s->second(c, Field{value, where, key, origin});
   }
   if (c.model.empty()) throw Error(origin + ": key 'model' is missing (a Hugging Face checkpoint directory or a .gguf file)");
+  // The seed's results: result_pth.base_pth + model.name.
+  if (!c.seed_name.empty()) c.name = c.seed_name;
+  if (!c.seed_base.empty() && c.results.empty()) c.results = (fs::path(c.seed_base) / c.name).lexically_normal().string();
   if (!c.layer_name.empty()) check_template(c, "layer_name", c.layer_name, true);
   if (!c.attn_name.empty()) check_template(c, "attn_name", c.attn_name, true);
   if (!c.mlp_name.empty()) check_template(c, "mlp_name", c.mlp_name, true);

@@ -45,6 +45,13 @@ struct RunConfig {
   std::vector<std::string> formats = {"png", "pdf", "svg"};
   std::vector<std::string> stages = {"filter", "trace", "aggregate", "plot"};
 
+  // The seed project's keys (model.name, result_pth.base_pth, the
+  // hook_layer lists clean_save / corrupted_save: checked against the model
+  // as the other site names), and notes on keys read but not needed.
+  std::string seed_name, seed_base;
+  std::vector<std::pair<std::string, std::string>> saved_sites;  // (key, [LAYER_NUM] template)
+  std::vector<std::string> notes;
+
   // Where each key was set ("file:line") for messages about values that are
   // only checkable later (site names, the model's layer count).
   std::string where(const std::string& key) const;

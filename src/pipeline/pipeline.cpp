@@ -62,6 +62,16 @@ void check_site_names(const RunConfig& cfg, const ModelConfig& mc) {
                       {"attn_name", cfg.attn_name, SiteKind::Attn, a.attn_name},
                       {"mlp_name", cfg.mlp_name, SiteKind::Mlp, a.mlp_name},
                       {"embed_name", cfg.embed_name, SiteKind::Embed, a.embed_name}};
+  // The seed's hook_layer lists: every name must be a site of this model.
+  for (const auto& [key, tmpl] : cfg.saved_sites) {
+    for (int64_t l : {int64_t{0}, mc.n_layers - 1}) {
+      try {
+        parse_site_name(mc, layer_template(tmpl, l));
+      } catch (const Error& e) {
+        throw Error(cfg.where(key) + ": key '" + key + "': '" + tmpl + "' is not a site of this model: " + e.what());
+      }
+    }
+  }
   for (const Key& k : keys) {
     if (k.value.empty()) continue;
     const std::string where = cfg.where(k.key) + ": key '" + k.key + "': ";
@@ -297,6 +307,8 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   // A shard holds part of the facts: `knowtrace merge` summarizes them all.
   const bool summary_stages = (has_stage(cfg, "aggregate") || has_stage(cfg, "plot")) && !sharded;
   check_paths(cfg);
+  if (root)
+    for (const auto& n : cfg.notes) note(rep, n);
   std::string dir = results_dir(cfg);
   if (sharded && cfg.results.empty())
     dir += "-shard-" + std::to_string(opts.shard_index) + "-of-" + std::to_string(opts.shard_count);
@@ -334,8 +346,11 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   const ModelConfig& mc = model->config();
   check_site_names(cfg, mc);
   if (cfg.window > mc.n_layers) {
-    // ROME clips a window to the layers: so does knowtrace, and says so.
-    note(rep, cfg.where("window") + ": key 'window': " + std::to_string(cfg.window) + " is more than the model's " +
+    // ROME clips a window to the layers: so does knowtrace, and says so
+    // when the config asked for it (the default 10 is clipped silently).
+    const bool given = std::any_of(cfg.locations.begin(), cfg.locations.end(), [](const auto& l) { return l.first == "window"; });
+    if (given)
+      note(rep, cfg.where("window") + ": key 'window': " + std::to_string(cfg.window) + " is more than the model's " +
                   std::to_string(mc.n_layers) + " layers: using " + std::to_string(mc.n_layers));
     cfg.window = mc.n_layers;
   }

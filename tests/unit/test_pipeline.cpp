@@ -263,13 +263,15 @@ TEST(PipelineConfig, WindowWiderThanTheModelIsClipped) {
   const fs::path dir = fresh_dir("wide_window");
   kt::RunConfig win = fixture_config(dir);
   win.window = 4;
+  win.locations.push_back({"window", "gpt2-tiny.yaml:14"});
   win.mediators = {"mlp"};
   win.limit = 1;
   win.stages = {"filter", "trace"};
   const kt::RunReport r = kt::run_pipeline(win, quiet());
   std::string notes;
   for (const auto& n : r.notes) notes += n + "\n";
-  EXPECT_NE(notes.find("key 'window': 4 is more than the model's 3 layers: using 3"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("gpt2-tiny.yaml:14: key 'window': 4 is more than the model's 3 layers: using 3"), std::string::npos)
+      << notes;
   int files = 0;
   for (const auto& f : fs::directory_iterator(fs::path(r.dir) / "traces"))
     if (f.path().extension() == ".npz") {
@@ -674,14 +676,15 @@ TEST_F(PipelineRun, ReplotWithoutTheModel) {
 
 namespace {
 
-// A Hugging Face cache laid out as the hub client writes it, holding the
-// gpt2 fixture as "kt-fixtures/tiny-gpt2" (snapshot abc123, refs/main).
-fs::path fixture_hf_cache(const fs::path& root) {
-  const fs::path repo = root / "hub" / "models--kt-fixtures--tiny-gpt2";
+// A Hugging Face cache laid out as the hub client writes it, holding a
+// fixture model as hub ID `org`/`name` (snapshot abc123, refs/main).
+fs::path fixture_hf_cache(const fs::path& root, const std::string& fixture = "gpt2",
+                          const std::string& org = "kt-fixtures", const std::string& name = "tiny-gpt2") {
+  const fs::path repo = root / "hub" / ("models--" + org + "--" + name);
   fs::create_directories(repo / "refs");
   fs::create_directories(repo / "snapshots" / "abc123");
   std::ofstream(repo / "refs" / "main") << "abc123";
-  for (const auto& e : fs::directory_iterator(kSrc + "/tests/fixtures/models/gpt2"))
+  for (const auto& e : fs::directory_iterator(kSrc + "/tests/fixtures/models/" + fixture))
     fs::create_symlink(e.path(), repo / "snapshots" / "abc123" / e.path().filename());
   return root / "hub";
 }
@@ -737,4 +740,104 @@ TEST(HubIds, ResolvedFromTheLocalHuggingFaceCache) {
   ::unsetenv("HF_HUB_CACHE");
   EnvVar home("HF_HOME", dir.string());
   EXPECT_NO_THROW(kt::Model::load("kt-fixtures/tiny-gpt2"));
+}
+
+// ---------------------------------------------------------------- the seed's files
+
+namespace {
+
+// BaixuanLi/Knowledge-Tracing's hparams/llama_config.yaml, as it is.
+const char* kSeedConfig = R"(model:
+  pth: "meta-llama/Llama-3.2-3B"
+  name: "llama-3.2-3b"
+
+generation_args:
+  max_generate_length: 1
+  do_sample: false
+  output_scores: true
+  return_dict_in_generate: true
+
+hook_layer:
+  clean_save: ['model.layers.[LAYER_NUM]', 'model.layers.[LAYER_NUM].self_attn', 'model.layers.[LAYER_NUM].mlp']
+  corrupt: 'model.embed_tokens'
+  corrupted_save: ['model.layers.[LAYER_NUM].self_attn', 'model.layers.[LAYER_NUM].mlp']
+  clean_replace: 'model.layers.[LAYER_NUM]'
+  attn_sever: 'model.layers.[LAYER_NUM].self_attn'
+  mlp_sever: 'model.layers.[LAYER_NUM].mlp'
+
+result_pth:
+  base_pth: './results/'
+)";
+
+}  // namespace
+
+TEST(SeedFiles, TheSeedsYamlParsesAsItIs) {
+  const kt::RunConfig c = kt::parse_config(kSeedConfig, "llama_config.yaml");
+  EXPECT_EQ(c.model, "meta-llama/Llama-3.2-3B");
+  EXPECT_EQ(c.name, "llama-3.2-3b");
+  EXPECT_EQ(kt::results_dir(c), "results/llama-3.2-3b");  // base_pth + name, as the seed writes
+  EXPECT_EQ(c.layer_name, "model.layers.[LAYER_NUM]");
+  EXPECT_EQ(c.attn_name, "model.layers.[LAYER_NUM].self_attn");
+  EXPECT_EQ(c.mlp_name, "model.layers.[LAYER_NUM].mlp");
+  EXPECT_EQ(c.embed_name, "model.embed_tokens");
+  EXPECT_EQ(c.saved_sites.size(), 5u);
+  EXPECT_EQ(c.where("hook_layer.mlp_sever"), "llama_config.yaml:17");
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_NE(c.notes[0].find("llama_config.yaml:5: key 'generation_args' is not needed"), std::string::npos);
+  // Bad nested keys: one line naming the file, line and key.
+  std::string e = error_of([] { kt::parse_config("model:\n  pth: m\n  nme: x\n", "s.yaml"); });
+  EXPECT_NE(e.find("s.yaml:3: key 'model.nme': unknown key (did you mean 'model.name'?)"), std::string::npos) << e;
+  e = error_of([] { kt::parse_config("model: m\nlayer_name: a.[LAYER_NUM]\nhook_layer:\n  clean_replace: b.[LAYER_NUM]\n", "s.yaml"); });
+  EXPECT_NE(e.find("s.yaml:4: key 'hook_layer.clean_replace': sets the same site as 'layer_name' (s.yaml:2)"),
+            std::string::npos) << e;
+  e = error_of([] { kt::parse_config("model:\n  name: x\n", "s.yaml"); });
+  EXPECT_NE(e.find("key 'model': needs 'pth'"), std::string::npos) << e;
+}
+
+// The seed's YAML, unchanged, end to end: its hub ID found in a local
+// Hugging Face cache (the Llama fixture laid out as meta-llama/Llama-3.2-3B),
+// its hook_layer names checked against the model, then filter, trace,
+// aggregate and plot. The facts are the fixture's own predictions, so the
+// filter keeps them.
+TEST(SeedFiles, TheSeedsYamlRunsEndToEnd) {
+  const fs::path dir = fresh_dir("seed_yaml");
+  EnvVar cache("HF_HUB_CACHE", fixture_hf_cache(dir, "llama", "meta-llama", "Llama-3.2-3B").string());
+  write_file(dir / "llama_config.yaml", kSeedConfig);
+  auto model = kt::Model::load("meta-llama/Llama-3.2-3B");
+  nlohmann::json facts = nlohmann::json::array();
+  const std::vector<std::pair<std::string, std::string>> prompts = {
+      {"The Eiffel Tower is located in the city of", "The Eiffel Tower"}, {"Miles Davis plays the", "Miles Davis"}};
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto ids = model->tokenizer().encode(prompts[i].first).ids;
+    at::Tensor x = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).unsqueeze(0);
+    const int32_t top = static_cast<int32_t>(model->forward(x, nullptr, true)[0].argmax().item<int64_t>());
+    std::string answer = model->tokenizer().decode({top});
+    answer.erase(0, answer.find_first_not_of(" "));
+    answer.erase(answer.find_last_not_of(" ") + 1);
+    facts.push_back({{"known_id", i}, {"prompt", prompts[i].first}, {"subject", prompts[i].second}, {"attribute", answer}});
+  }
+  write_file(dir / "facts.json", facts.dump());
+  kt::RunConfig c = kt::load_config((dir / "llama_config.yaml").string());
+  kt::ConfigOverrides o;
+  o.results = (dir / "out").string();
+  o.dataset = (dir / "facts.json").string();
+  kt::apply_overrides(c, o);
+  c.samples = 2;
+  const kt::RunReport r = kt::run_pipeline(c, quiet());
+  EXPECT_EQ(r.kept, 2);
+  EXPECT_EQ(r.facts_traced, 2);
+  EXPECT_EQ(r.aggregated_facts, 2);
+  EXPECT_TRUE(fs::exists(dir / "out" / "summary.json"));
+  std::string notes;
+  for (const auto& n : r.notes) notes += n + "\n";
+  EXPECT_NE(notes.find("generation_args' is not needed"), std::string::npos) << notes;
+  // A hook_layer name that is not a site of this model: file, line and key.
+  std::string bad = kSeedConfig;
+  bad.replace(bad.find("'model.layers.[LAYER_NUM].mlp']\n  corrupt"), 31, "'model.layers.[LAYER_NUM].ffn']");
+  write_file(dir / "bad.yaml", bad);
+  kt::RunConfig b = kt::load_config((dir / "bad.yaml").string());
+  kt::apply_overrides(b, o);
+  const std::string e = error_of([&] { kt::run_pipeline(b, quiet()); });
+  EXPECT_NE(e.find("bad.yaml:12: key 'hook_layer.clean_save': 'model.layers.[LAYER_NUM].ffn' is not a site of this model"),
+            std::string::npos) << e;
 }
