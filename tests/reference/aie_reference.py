@@ -5,20 +5,25 @@ and compare it with the run's summary.json.
     python3 tests/reference/aie_reference.py RUN_DIR [--tol 1e-9]
 
 Reads every RUN_DIR/traces/*.npz (keys scores, low_score, high_score,
-subject_range, mediator or kind) and, for each entry of RUN_DIR/summary.json
-(mediator x scheme x mean mode), recomputes from the category definitions of
-DESIGN.md section 3:
+subject_range, correct_prediction, mediator or kind), leaves out the facts
+whose correct_prediction is false (as ROME's notebook), and for each entry of
+RUN_DIR/summary.json (mediator x scheme x mean mode) recomputes from the
+category definitions of DESIGN.md section 3:
 
-  - score     mean p(answer) over the category's samples
-  - aie_rome  score - mean low_score over facts (ROME's notebook formula)
-  - aie       mean over samples of (score - low_score of the sample's fact)
-  - stddev    sample std (ddof=1) of those effects, 0 for one sample
-  - ci95      1.96 * stddev / sqrt(n)
+  - score      mean p(answer) over the category's samples
+  - aie_rome   score - mean low_score over facts (ROME's notebook formula)
+  - aie_rows   mean over samples of (score - low_score of the sample's fact)
+  - std_rome   population std (ddof=0) of the samples' scores
+  - ci95_rome  1.96 * std_rome / sqrt(facts)
+  - stddev     sample std (ddof=1) of the per-row effects, 0 for one sample
+  - ci95_rows  1.96 * stddev / sqrt(n)
+  - aie, ci95  the summary's aie_formula / band choice of the above
 
 Samples are token rows (mean_mode "token", as ROME) or per-fact means over a
 category's rows ("per_fact"). Every trace file in traces/ is used, so run it
 on a directory whose traces are all kept facts. Exit status 1 on a mismatch.
-Needs numpy only.
+Needs numpy only. (tests/reference/rome_averaging.py runs ROME's own
+notebook code on the same run instead.)
 """
 import argparse
 import glob
@@ -66,18 +71,22 @@ def load_traces(run_dir):
             high=float(d["high_score"]),
             b=int(d["subject_range"][0]),
             e=int(d["subject_range"][1]),
+            correct=bool(d["correct_prediction"]),
         )
         by_mediator.setdefault(mediator, []).append(rec)
     return by_mediator
 
 
-def recompute(records, scheme, per_fact):
-    mean_low = float(np.mean([r["low"] for r in records]))
+def recompute(all_records, scheme, per_fact, formula, band):
+    records = [r for r in all_records if r["correct"]]
+    nf = len(records)
+    mean_low = float(np.mean([r["low"] for r in records])) if records else np.nan
     out = dict(
-        n_facts=len(records),
+        n_facts=nf,
+        n_skipped=len(all_records) - nf,
         mean_low=mean_low,
-        mean_high=float(np.mean([r["high"] for r in records])),
-        ate=float(np.mean([r["high"] - r["low"] for r in records])),
+        mean_high=float(np.mean([r["high"] for r in records])) if records else np.nan,
+        ate=float(np.mean([r["high"] - r["low"] for r in records])) if records else np.nan,
         categories={},
     )
     names = [c[0] for c in category_rows(scheme, 0, 1, 2)]
@@ -92,23 +101,30 @@ def recompute(records, scheme, per_fact):
                 rows = rows.mean(axis=0, keepdims=True)
             samples[name][0].extend(rows)
             samples[name][1].extend(rows - r["low"])
-    n_layers = records[0]["scores"].shape[1]
+    n_layers = all_records[0]["scores"].shape[1]
+    fields = ("score", "aie", "ci95", "aie_rome", "aie_rows", "std_rome", "ci95_rome", "stddev", "ci95_rows")
     for name in names:
         sc, ef = np.array(samples[name][0]), np.array(samples[name][1])
         n = len(sc)
         if n == 0:
-            nan = np.full(n_layers, np.nan)
-            out["categories"][name] = dict(n=0, score=nan, aie=nan, aie_rome=nan, stddev=nan, ci95=nan)
+            c = {f: np.full(n_layers, np.nan) for f in fields}
+            c["n"] = 0
+            out["categories"][name] = c
             continue
         sd = ef.std(axis=0, ddof=1) if n > 1 else np.zeros(n_layers)
-        out["categories"][name] = dict(
+        c = dict(
             n=n,
             score=sc.mean(axis=0),
-            aie=ef.mean(axis=0),
             aie_rome=sc.mean(axis=0) - mean_low,
+            aie_rows=ef.mean(axis=0),
+            std_rome=sc.std(axis=0),
+            ci95_rome=1.96 * sc.std(axis=0) / math.sqrt(nf),
             stddev=sd,
-            ci95=1.96 * sd / math.sqrt(n) if n > 1 else np.zeros(n_layers),
+            ci95_rows=1.96 * sd / math.sqrt(n) if n > 1 else np.zeros(n_layers),
         )
+        c["aie"] = c["aie_rome"] if formula == "rome" else c["aie_rows"]
+        c["ci95"] = c["ci95_rome"] if band == "rome" else c["ci95_rows"]
+        out["categories"][name] = c
     return out
 
 
@@ -131,10 +147,12 @@ def main():
         if not records:
             failures.append(f"{key}: no traces")
             continue
-        ref = recompute(records, m["scheme"], m["mean_mode"] == "per_fact")
-        if ref["n_facts"] != m["n_facts"]:
-            failures.append(f'{key}: n_facts {m["n_facts"]} vs {ref["n_facts"]} trace files')
+        ref = recompute(records, m["scheme"], m["mean_mode"] == "per_fact", m["aie_formula"], m["band"])
+        if ref["n_facts"] != m["n_facts"] or ref["n_skipped"] != m["n_skipped"]:
+            failures.append(f'{key}: n_facts/n_skipped {m["n_facts"]}/{m["n_skipped"]} vs {ref["n_facts"]}/{ref["n_skipped"]}')
         for field in ("mean_low", "mean_high", "ate"):
+            if m[field] is None and np.isnan(ref[field]):
+                continue
             d = abs(ref[field] - m[field])
             worst = max(worst, d)
             if d > args.tol:
@@ -143,7 +161,7 @@ def main():
             rc = ref["categories"][c["name"]]
             if rc["n"] != c["n"]:
                 failures.append(f'{key}/{c["name"]}: n {c["n"]} vs {rc["n"]}')
-            for field in ("score", "aie", "aie_rome", "stddev", "ci95"):
+            for field in ("score", "aie", "ci95", "aie_rome", "aie_rows", "std_rome", "ci95_rome", "stddev", "ci95_rows"):
                 got, want = as_array(c[field]), rc[field]
                 if not np.array_equal(np.isnan(got), np.isnan(want)):
                     failures.append(f'{key}/{c["name"]}: {field} NaN pattern differs')

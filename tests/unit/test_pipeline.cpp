@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -840,4 +841,65 @@ TEST(SeedFiles, TheSeedsYamlRunsEndToEnd) {
   const std::string e = error_of([&] { kt::run_pipeline(b, quiet()); });
   EXPECT_NE(e.find("bad.yaml:12: key 'hook_layer.clean_save': 'model.layers.[LAYER_NUM].ffn' is not a site of this model"),
             std::string::npos) << e;
+}
+
+// ---------------------------------------------------------------- ROME's own averaging
+
+namespace {
+// Debian's python3 (python3-numpy from scripts/setup.sh), not whatever
+// python3 comes first on PATH.
+std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
+bool python_has_numpy() { return std::system((python() + " -c 'import numpy' >/dev/null 2>&1").c_str()) == 0; }
+int run_script(const std::string& cmd) { return WEXITSTATUS(std::system((cmd + " >&2").c_str())); }
+}  // namespace
+
+// A run exported in ROME's layout holds exactly ROME's keys, and ROME's
+// averaging (the notebook's read_knowlege, restated in
+// tests/reference/rome_averaging.py; run it with --rome-notebook on ROME's
+// own notebook, docs/CORRECTNESS.md) gives the summary's numbers, also after
+// a fact is marked as a wrong prediction (ROME skips it, so does aggregate).
+TEST(ReferenceChecks, RomeAveragingOfTheExportedRunEqualsTheSummary) {
+  if (!python_has_numpy()) GTEST_SKIP() << "python3 with numpy is needed (scripts/setup.sh installs python3-numpy)";
+  const fs::path dir = fresh_dir("rome_avg");
+  kt::RunConfig c = fixture_config(dir / "run");
+  kt::run_pipeline(c, quiet());
+  kt::ExportReport ex = kt::export_rome((dir / "run").string());
+  EXPECT_EQ(ex.facts, 3);
+  EXPECT_EQ(ex.files, 15);
+  EXPECT_EQ(ex.cases_dir, (dir / "run" / "rome" / "cases").string());
+  std::set<std::string> keys;
+  for (const auto& [k, v] : kt::read_npz((dir / "run" / "rome" / "cases" / "knowledge_0_mlp.npz").string())) keys.insert(k);
+  EXPECT_EQ(keys, (std::set<std::string>{"scores", "low_score", "high_score", "input_ids", "input_tokens", "subject_range",
+                                         "answer", "window", "correct_prediction", "kind"}));
+  auto mlp = kt::read_npz((dir / "run" / "rome" / "cases" / "knowledge_0_mlp.npz").string());
+  EXPECT_EQ(mlp.at("kind").item_string(), "mlp");
+  EXPECT_EQ(mlp.at("window").item_i64(), 2);
+  auto hidden = kt::read_npz((dir / "run" / "rome" / "cases" / "knowledge_0.npz").string());
+  EXPECT_EQ(hidden.at("kind").item_string(), "");
+  EXPECT_EQ(hidden.at("window").item_i64(), 1);
+  const std::string src = kSrc;
+  EXPECT_EQ(run_script(python() + " " + src + "/tests/reference/rome_averaging.py " + (dir / "run").string()), 0);
+  EXPECT_EQ(run_script(python() + " " + src + "/tests/reference/aie_reference.py " + (dir / "run").string()), 0);
+
+  // Fact 1 marked as a wrong prediction in every stored file.
+  for (const auto& e : fs::directory_iterator(dir / "run" / "traces")) {
+    if (e.path().filename().string().rfind("1_", 0) != 0) continue;
+    auto a = kt::read_npz(e.path().string());
+    a["correct_prediction"] = kt::NpyArray::scalar_bool(false);
+    kt::write_npz(e.path().string(), std::vector<std::pair<std::string, kt::NpyArray>>(a.begin(), a.end()));
+  }
+  const kt::RunReport r = kt::replot((dir / "run").string(), quiet());
+  std::string notes;
+  for (const auto& n : r.notes) notes += n + "\n";
+  EXPECT_NE(notes.find("aggregate(hidden): 1 stored trace(s) with correct_prediction false left out"), std::string::npos)
+      << notes;
+  const auto s = kt::read_summary_json((dir / "run" / "summary.json").string());
+  EXPECT_EQ(s.front().n_facts, 2);
+  EXPECT_EQ(s.front().n_skipped, 1);
+  kt::export_rome((dir / "run").string());
+  EXPECT_EQ(run_script(python() + " " + src + "/tests/reference/rome_averaging.py " + (dir / "run").string()), 0);
+  EXPECT_EQ(run_script(python() + " " + src + "/tests/reference/aie_reference.py " + (dir / "run").string()), 0);
+  // Not a run: one line.
+  const std::string e = error_of([&] { kt::export_rome((dir / "nothing").string()); });
+  EXPECT_NE(e.find("no run.json"), std::string::npos) << e;
 }
