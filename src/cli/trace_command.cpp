@@ -26,7 +26,7 @@ namespace {
 
 struct TraceArgs {
   std::string model, prompt, subject, expect, out, noise = "s3", device = "cpu", dtype = "float32";
-  std::string convention = "resid_post", engine = "fast";
+  std::string convention = "resid_post", engine = "fast", severing = "same-draw";
   int64_t max_batch_tokens = 0;
   std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
   std::string noise_subjects;  // a data set (path, known_1000, default); "" = as `run` finds one
@@ -89,7 +89,7 @@ void run_trace(TraceArgs a) {
   if (a.engine != "fast" && a.engine != "reference")
     throw Error("--engine '" + a.engine + "' is not one of fast, reference");
   // Every flag's text is checked before the model loads.
-  make_trace_settings(a.samples, 1, a.convention, a.mediators, a.noise, a.seed, a.replace);
+  make_trace_settings(a.samples, 1, a.convention, a.mediators, a.noise, a.seed, a.replace, a.severing);
   LoadOptions o;
   o.dtype = parse_dtype(a.dtype);
   o.device = parse_device(a.device);
@@ -104,7 +104,7 @@ void run_trace(TraceArgs a) {
     a.window = L;
   }
   TraceSettings s =
-      make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace);
+      make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace, a.severing);
   resolve_noise_from_dataset(s, *model, a.noise_subjects);
   try {
     validate_fact(*model, a.prompt, a.subject, s);
@@ -212,6 +212,10 @@ void add_trace(CLI::App& app) {
   auto* window = cmd->add_option("--window", a->window, "Window of the mlp/attn mediators (clipped to the layers)")
                      ->capture_default_str();
   cmd->add_option("--convention", a->convention, "resid_post (ROME) | resid_pre")->capture_default_str();
+  cmd->add_option("--severing", a->severing,
+                  "same-draw (one noise draw) | rome-notebook (frozen values from the first draw, scored pass from "
+                  "the second, as ROME's causal_trace_frozen_mlp_attn notebook)")
+      ->capture_default_str();
   cmd->add_option("--out", a->out, "Directory for the .npz results and the fact's heatmaps");
   cmd->add_option("--formats", a->formats, "Heatmap formats written with --out: png,pdf,svg (empty: none)")
       ->delimiter(',')

@@ -294,6 +294,10 @@ const std::vector<std::pair<std::string, Setter>>& setters() {
       {"window", [](RunConfig& c, const Field& f) { c.window = f.integer(1, 100000); }},
       {"convention",
        [](RunConfig& c, const Field& f) { c.convention = check_enum(f.where, f.key, f.str(), {"resid_post", "resid_pre"}); }},
+      {"severing",
+       [](RunConfig& c, const Field& f) {
+         c.severing = check_enum(f.where, f.key, f.str(), {"same-draw", "rome-notebook"});
+       }},
       {"positions", [](RunConfig& c, const Field& f) { c.positions = check_enum(f.where, f.key, f.str(), {"rome6", "seed4"}); }},
       {"average", [](RunConfig& c, const Field& f) { c.average = check_enum(f.where, f.key, f.str(), {"tokens", "facts"}); }},
       {"aie", [](RunConfig& c, const Field& f) { c.aie = check_enum(f.where, f.key, f.str(), {"rome", "per-row"}); }},
@@ -534,7 +538,7 @@ std::string config_to_json(const RunConfig& c) {
                       {"mlp_name", c.mlp_name},   {"embed_name", c.embed_name}, {"dataset", c.dataset},
                       {"samples", c.samples},     {"noise", c.noise},           {"seed", c.seed},
                       {"replace", c.replace},     {"mediators", c.mediators},   {"window", c.window},
-                      {"convention", c.convention}, {"positions", c.positions}, {"average", c.average},
+                      {"convention", c.convention}, {"severing", c.severing}, {"positions", c.positions}, {"average", c.average},
                       {"aie", c.aie},             {"bands", c.bands},
                       {"filter", c.filter},       {"device", c.device},         {"dtype", c.dtype},
                       {"results", c.results},     {"limit", c.limit},           {"facts", c.facts},
@@ -567,6 +571,7 @@ RunConfig config_from_json(const std::string& text, const std::string& origin) {
     c.mediators = j.value("mediators", c.mediators);
     c.window = j.value("window", c.window);
     c.convention = j.value("convention", c.convention);
+    c.severing = j.value("severing", c.severing);
     c.positions = j.value("positions", c.positions);
     c.average = j.value("average", c.average);
     c.aie = j.value("aie", c.aie);

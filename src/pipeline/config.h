@@ -29,6 +29,7 @@ struct RunConfig {
   std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
   int64_t window = 10;
   std::string convention = "resid_post";  // resid_post | resid_pre
+  std::string severing = "same-draw";     // same-draw | rome-notebook (ROME's frozen-MLP/attn notebook)
   std::string positions = "rome6";        // rome6 | seed4: the scheme of the figures
   std::string average = "tokens";         // tokens (ROME: every token row a sample) | facts
   std::string aie = "rome";               // rome (ROME's notebook: mean score - mean low) | per-row

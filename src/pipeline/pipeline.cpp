@@ -94,7 +94,8 @@ void check_site_names(const RunConfig& cfg, const ModelConfig& mc) {
 
 TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Dataset& data) {
   TraceSettings st =
-      make_trace_settings(cfg.samples, cfg.window, cfg.convention, cfg.mediators, cfg.noise, cfg.seed, cfg.replace);
+      make_trace_settings(cfg.samples, cfg.window, cfg.convention, cfg.mediators, cfg.noise, cfg.seed, cfg.replace,
+                          cfg.severing);
   // ROME: k x the std of every dataset subject's embeddings, once per run.
   std::vector<std::string> subjects;
   for (const auto& f : data.facts) subjects.push_back(f.subject);

@@ -23,14 +23,15 @@ struct PreparedFact {
   std::vector<at::Tensor> clean;   // [1, T, d] per site_index
   at::Tensor ids_samples;          // [S, T] int64
   at::Tensor noise;                // [S, e-b, d] float64 on the model's device
+  at::Tensor noise_second;         // the second draw (Severing::RomeNotebook only)
 };
 
 PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
                           const TraceSettings& st, const FactAnswer& answer);
 
 // Adds the fact's noise to (or replaces) the subject's embeddings of x
-// [S, T, d] in place of x.
-void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSettings& st);
+// [S, T, d] in place of x (second: the second draw).
+void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSettings& st, bool second = false);
 
 // Mean over samples of p(answer) from last-position logits [S, vocab].
 double answer_probability(const at::Tensor& last_logits, int32_t answer_id);

@@ -42,18 +42,21 @@ void tune_malloc_once() {
 enum class Sub : uint8_t { None, Clean, Corrupted };
 
 // One cell (mediator, token t, layer l) of a trace, as a computation that
-// starts at layer `start` from the corrupted residual (with the clean
-// residual put back at t when `restore_input`), then substitutes attention
-// / MLP outputs at t in later layers.
+// starts at layer `start` from the residual of corrupted run `base`, puts
+// the clean residual back at t as the input of block `restore_at` (-1:
+// never), and substitutes attention / MLP outputs at t.
 struct Restoration {
   size_t mediator_slot;
   Mediator mediator;
   int64_t t, l;
   int64_t start;
-  bool restore_input;
+  int64_t restore_at = -1;
+  int base = 0;  // 0: the corrupted run; 1: the second noise draw's (ROME's notebook severing)
   int64_t window_lo = 0, window_hi = 0;
   double score = 0;
 
+  // Frozen values come from the first draw's run; below `start` the
+  // computation is that run itself, so nothing needs freezing there.
   Sub attn(int64_t k) const {
     if (mediator == Mediator::Attn) return k >= window_lo && k < window_hi ? Sub::Clean : Sub::None;
     if (mediator == Mediator::HiddenAttnSevered) return k >= start ? Sub::Corrupted : Sub::None;
@@ -67,15 +70,17 @@ struct Restoration {
 };
 
 Restoration plan(size_t slot, Mediator m, int64_t t, int64_t l, const TraceSettings& s, int64_t L) {
-  Restoration r{slot, m, t, l, 0, false};
+  Restoration r{slot, m, t, l, 0};
   const bool post = s.convention == HiddenConvention::ResidPost;
   switch (m) {
     case Mediator::Hidden:
     case Mediator::HiddenAttnSevered:
     case Mediator::HiddenMlpSevered:
       // Restoring resid_post(l) is restoring the input of block l + 1.
-      r.start = post ? l + 1 : l;
-      r.restore_input = true;
+      r.start = r.restore_at = post ? l + 1 : l;
+      // ROME's notebook: the second draw's run, with the first draw's values
+      // frozen at t in every layer, below the restored one too.
+      if (s.notebook_severing(m)) r.start = 0, r.base = 1;
       break;
     case Mediator::Mlp:
     case Mediator::Attn:
@@ -95,11 +100,12 @@ struct CorruptedRun {
   double low_score = 0;
 };
 
-CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, const TraceSettings& st) {
+CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, const TraceSettings& st,
+                           bool second = false) {
   const ModelConfig& c = model.config();
   CorruptedRun r;
   at::Tensor x = model.embed(p.ids_samples);
-  detail::corrupt_embeddings(x, p, st);
+  detail::corrupt_embeddings(x, p, st, second);
   x = model.input_embeddings(x);
   for (int64_t k = 0; k < c.n_layers; ++k) {
     r.block_in.push_back(x);
@@ -130,9 +136,11 @@ struct FlopCounter {
   void head(int64_t rows) { total += 2.0 * rows * c.hidden * c.vocab_size; }
 };
 
-// Restorations that share a restored token: same live positions t..T-1.
+// Restorations that share a restored token and a base run: same live
+// positions t..T-1, same keys/values before t.
 struct Group {
   int64_t t;
+  int base = 0;
   std::vector<Restoration*> members;  // sorted by start layer
   size_t active = 0;                  // members[0..active) are being computed
   at::Tensor h;                       // [active * S, T - t, d]
@@ -156,14 +164,18 @@ void substitute(at::Tensor& packed, int64_t offset, const Group& g, int64_t S, i
   packed.index_copy_(0, idx, at::cat(vals, 0).to(packed.scalar_type()));
 }
 
-void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun& cr,
+// runs[0]: the corrupted run (the frozen values of every severed mediator);
+// runs[1]: the second draw's, when ROME's notebook severing asks for it.
+void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<const CorruptedRun*>& runs,
            std::vector<Restoration*>& chunk, int64_t S, FlopCounter& flops) {
   const ModelConfig& c = model.config();
   const int64_t L = c.n_layers, T = static_cast<int64_t>(p.trace.input_ids.size()), d = c.hidden;
-  std::map<int64_t, Group> groups;
-  for (Restoration* r : chunk) groups[r->t].members.push_back(r);
-  for (auto& [t, g] : groups) {
-    g.t = t;
+  const CorruptedRun& cr = *runs[0];
+  std::map<std::pair<int64_t, int>, Group> groups;
+  for (Restoration* r : chunk) groups[{r->t, r->base}].members.push_back(r);
+  for (auto& [key, g] : groups) {
+    g.t = key.first;
+    g.base = key.second;
     std::stable_sort(g.members.begin(), g.members.end(),
                      [](const Restoration* a, const Restoration* b) { return a->start < b->start; });
   }
@@ -175,26 +187,30 @@ void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun
   auto clean_at = [&](SiteKind kind, int64_t k, int64_t t) {
     return p.clean[site_index({kind, k}, L)].select(1, t);
   };
-  // Restorations starting at layer k join their group's batch.
+  // Restorations starting at layer k join their group's batch; then every
+  // member restoring the input of block k gets the clean residual at t.
   auto start_members = [&](int64_t k) {
-    for (auto& [t, g] : groups) {
+    for (auto& [key, g] : groups) {
+      const int64_t t = g.t;
       std::vector<at::Tensor> fresh;
       while (g.active < g.members.size() && g.members[g.active]->start == k) {
-        at::Tensor rows = cr.block_in[k].narrow(1, t, T - t).clone();
-        if (g.members[g.active]->restore_input) rows.select(1, 0).copy_(clean_block_in(k, t).expand({S, d}));
-        fresh.push_back(rows);
+        fresh.push_back(runs[g.base]->block_in[k].narrow(1, t, T - t).clone());
         ++g.active;
       }
-      if (fresh.empty()) continue;
-      if (g.h.defined()) fresh.insert(fresh.begin(), g.h);
-      g.h = at::cat(fresh, 0);
+      if (!fresh.empty()) {
+        if (g.h.defined()) fresh.insert(fresh.begin(), g.h);
+        g.h = at::cat(fresh, 0);
+      }
+      for (size_t i = 0; i < g.active; ++i)
+        if (g.members[i]->restore_at == k)
+          g.h.narrow(0, static_cast<int64_t>(i) * S, S).select(1, 0).copy_(clean_block_in(k, t).expand({S, d}));
     }
   };
 
   for (int64_t k = 0; k < L; ++k) {
     start_members(k);
     std::vector<Group*> live;
-    for (auto& [t, g] : groups)
+    for (auto& [key, g] : groups)
       if (g.active) live.push_back(&g);
     if (live.empty()) continue;
     // Pack every live token of every group into one matrix.
@@ -218,8 +234,9 @@ void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun
         auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
         if (g.t > 0) {
           const int64_t reps = static_cast<int64_t>(g.active);
-          kk = at::cat({cr.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
-          v = at::cat({cr.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
+          const CorruptedRun& base = *runs[g.base];
+          kk = at::cat({base.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
+          v = at::cat({base.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
         }
         flops.attention(rows, len, T);
         outs.push_back(model.attend(k, q, kk, v, g.t).reshape({rows * len, -1}));
@@ -250,8 +267,8 @@ void sweep(const Model& model, const detail::PreparedFact& p, const CorruptedRun
   // (the vocabulary makes these logits the largest tensor of a trace).
   std::vector<at::Tensor> last;
   std::vector<Restoration*> order;
-  for (auto& [t, g] : groups) {
-    last.push_back(g.h.select(1, T - 1 - t));
+  for (auto& [key, g] : groups) {
+    last.push_back(g.h.select(1, T - 1 - g.t));
     order.insert(order.end(), g.members.begin(), g.members.end());
   }
   at::Tensor final_rows = at::cat(last, 0);
@@ -289,8 +306,19 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
   flops.tokens(S * T);
   flops.attention(S, T, T);
   flops.head(S);
+  std::vector<const CorruptedRun*> runs = {&cr};
+  CorruptedRun second;
+  if (p.noise_second.defined()) {
+    second = run_corrupted(model, p, st, /*second=*/true);
+    runs.push_back(&second);
+    flops.tokens(S * T);
+    flops.attention(S, T, T);
+    flops.head(S);
+  }
 
-  // Cells before the subject equal the corrupted run: score = low_score.
+  // Cells before the subject equal their base run: score = its low score
+  // (the second draw's for ROME's notebook severing: token t < b is clean
+  // in both draws, so freezing and restoring it change nothing).
   std::vector<Restoration> all;
   for (size_t mi = 0; mi < st.mediators.size(); ++mi)
     for (int64_t t = b; t < T; ++t)
@@ -308,10 +336,11 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
     chunks.back().push_back(&r);
     budget += cost;
   }
-  for (auto& chunk : chunks) sweep(model, p, cr, chunk, S, flops);
+  for (auto& chunk : chunks) sweep(model, p, runs, chunk, S, flops);
 
   for (size_t mi = 0; mi < st.mediators.size(); ++mi) {
-    at::Tensor scores = at::full({T, L}, f.low_score, at::kDouble);
+    const double before_subject = st.notebook_severing(st.mediators[mi]) ? second.low_score : f.low_score;
+    at::Tensor scores = at::full({T, L}, before_subject, at::kDouble);
     f.traces.push_back({st.mediators[mi], scores});
   }
   for (const Restoration& r : all) f.traces[r.mediator_slot].scores.accessor<double, 2>()[r.t][r.l] = r.score;

@@ -19,6 +19,8 @@ double subject_embedding_std(const Model& model, const std::vector<std::string>&
 
 // Noise for rows [samples] x tokens [n] x hidden [d], float64 as numpy
 // draws it (C order, RandomState(seed) fresh), already scaled by level.
-at::Tensor draw_noise(const NoiseSpec& spec, int64_t samples, int64_t n, int64_t d);
+// draw = k: the k-th such draw from the same RandomState (0 = the first;
+// ROME's trace_with_repatch corrupts its second pass with draw 1).
+at::Tensor draw_noise(const NoiseSpec& spec, int64_t samples, int64_t n, int64_t d, int64_t draw = 0);
 
 }  // namespace kt

@@ -40,6 +40,8 @@ std::string trace_fingerprint(const Model& model, const TraceSettings& s) {
             {"window", s.window},
             {"convention", convention_name(s.convention)},
             {"version", kKnowtraceVersion}};
+  // Only when it changes the numbers: fingerprints of same-draw runs stay as they were.
+  if (s.severing != Severing::SameDraw) j["severing"] = severing_name(s.severing);
   return j.dump();
 }
 

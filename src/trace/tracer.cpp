@@ -136,15 +136,19 @@ PreparedFact prepare_fact(const Model& model, const std::string& prompt, const s
     f.correct_rule = "rome";
   }
   // One noise draw per fact, as ROME reseeds per trace call.
-  p.noise = draw_noise(st.noise, S, f.subject_end - f.subject_begin, model.config().hidden).to(model.device());
+  const int64_t n = f.subject_end - f.subject_begin, d = model.config().hidden;
+  p.noise = draw_noise(st.noise, S, n, d).to(model.device());
+  if (std::any_of(st.mediators.begin(), st.mediators.end(), [&](Mediator m) { return st.notebook_severing(m); }))
+    p.noise_second = draw_noise(st.noise, S, n, d, 1).to(model.device());
   return p;
 }
 
-void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSettings& st) {
+void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSettings& st, bool second) {
   const int64_t b = p.trace.subject_begin, n = p.trace.subject_end - b;
+  const at::Tensor& noise = second ? p.noise_second : p.noise;
   at::Tensor out = x.clone();
   at::Tensor span = out.narrow(1, b, n);
-  at::Tensor noisy = st.noise.replace ? p.noise : span.to(at::kDouble) + p.noise;
+  at::Tensor noisy = st.noise.replace ? noise : span.to(at::kDouble) + noise;
   span.copy_(noisy.to(x.scalar_type()));
   x = out;
 }
@@ -210,8 +214,10 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
         std::vector<char> restore(1 + 5 * L, 0), freeze(1 + 5 * L, 0);
         for (const Site& s : plan.restore) restore[site_index(s, L)] = 1;
         for (const Site& s : plan.freeze) freeze[site_index(s, L)] = 1;
+        // ROME's notebook severing scores a pass corrupted with the second draw.
+        const bool second = st.notebook_severing(m);
         SiteHook hook = [&](const Site& s, at::Tensor& v) {
-          if (s.kind == SiteKind::Embed) return corrupt(v);
+          if (s.kind == SiteKind::Embed) return detail::corrupt_embeddings(v, p, st, second);
           const int64_t i = site_index(s, L);
           const at::Tensor* src = restore[i] ? &clean[i] : freeze[i] ? &corrupted[i] : nullptr;
           if (!src) return;
@@ -230,7 +236,7 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
 
 TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::string& convention,
                                   const std::vector<std::string>& mediators, const std::string& noise, uint32_t seed,
-                                  bool replace) {
+                                  bool replace, const std::string& severing) {
   TraceSettings s;
   s.samples = samples;
   s.window = window;
@@ -238,7 +244,16 @@ TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::st
   s.mediators.clear();
   for (const auto& m : mediators) s.mediators.push_back(parse_mediator(m));
   s.noise = parse_noise(noise, seed, replace);
+  s.severing = parse_severing(severing);
   return s;
+}
+
+std::string severing_name(Severing s) { return s == Severing::SameDraw ? "same-draw" : "rome-notebook"; }
+
+Severing parse_severing(const std::string& name) {
+  if (name == "same-draw") return Severing::SameDraw;
+  if (name == "rome-notebook") return Severing::RomeNotebook;
+  throw Error("severing '" + name + "' is not one of same-draw, rome-notebook");
 }
 
 void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector<std::string>& subjects,

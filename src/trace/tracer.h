@@ -24,19 +24,34 @@ std::vector<Mediator> all_mediators();
 std::string convention_name(HiddenConvention c);
 HiddenConvention parse_convention(const std::string& name);
 
+// Where the severed mediators' frozen values and scored pass get their noise:
+//   SameDraw      one noise draw for the whole trace (DESIGN.md section 2);
+//   RomeNotebook  ROME's causal_trace_frozen_mlp_attn notebook
+//                 (trace_with_repatch): the frozen attention / MLP values
+//                 come from a corrupted pass with the first draw of the
+//                 fact's RandomState, the scored pass is corrupted with its
+//                 second draw. Only the two severed mediators change.
+enum class Severing { SameDraw, RomeNotebook };
+std::string severing_name(Severing s);  // "same-draw" | "rome-notebook"
+Severing parse_severing(const std::string& name);
+
 struct TraceSettings {
   int64_t samples = 10;
   NoiseSpec noise;           // level must be resolved (s<k> -> number) before tracing
   int64_t window = 10;
   HiddenConvention convention = HiddenConvention::ResidPost;
   std::vector<Mediator> mediators = all_mediators();
+  Severing severing = Severing::SameDraw;
+  bool notebook_severing(Mediator m) const {
+    return severing == Severing::RomeNotebook && (m == Mediator::HiddenAttnSevered || m == Mediator::HiddenMlpSevered);
+  }
 };
 
 // Settings from their text forms (command-line flags or config keys);
 // kt::Error names the bad value. The noise stays unresolved: see below.
 TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::string& convention,
                                   const std::vector<std::string>& mediators, const std::string& noise, uint32_t seed,
-                                  bool replace);
+                                  bool replace, const std::string& severing = "same-draw");
 // Resolves noise s<k> to k x the std of `subjects`' embeddings (ROME: every
 // subject of the data set, each tokenized alone); other noise is unchanged.
 // `source` names where the subjects came from (noise.source, stored).

@@ -11,9 +11,13 @@ For each model and fact this computes, the way ROME's causal_trace.py does
 
 for the resid_post convention (ROME's) and resid_pre (input of block l).
 Severing keeps attention / MLP outputs at token t at their corrupted value
-from the *same* noise draw (DESIGN.md section 2; ROME's notebook redraws).
+from the *same* noise draw (DESIGN.md section 2); `notebook` writes the two
+severed mediators as ROME's causal_trace_frozen_mlp_attn notebook computes
+them instead (frozen values from the first draw, scored pass from the second)
+into tests/fixtures/traces/<model>_rome_notebook.json.
 
   python3 tests/reference/rome_reference.py fixtures   # tiny fixture models
+  python3 tests/reference/rome_reference.py notebook   # the same, notebook severing
   python3 tests/reference/rome_reference.py fixtures gemma qwen3   # only those
   python3 tests/reference/rome_reference.py smollm2    # needs models/*.gguf
   python3 tests/reference/rome_reference.py gemma3     # 1 fact; needs tests/fixtures/gemma3/filter.json
@@ -207,6 +211,88 @@ class Tracer:
         return out
 
 
+def repatch_run(tr, ids, b, e, restore, unpatch):
+    """ROME's causal_trace_frozen_mlp_attn notebook (trace_with_repatch),
+    written from its description: one RandomState for two passes. Pass 1
+    is corrupted with its first draw and records the `unpatch` modules'
+    outputs; pass 2 is corrupted with its second draw, restores the clean
+    row at `restore` = (t, module) and puts pass 1's outputs back at every
+    (t, module) of `unpatch`. Returns p(answer) rows of pass 2."""
+    rs = np.random.RandomState(tr.seed)
+    inp = torch.tensor([ids] * (tr.S + 1))
+    first = {}
+
+    def embed_hook(mod, args, out):
+        noise = torch.from_numpy(rs.randn(tr.S, e - b, out.shape[2])) * tr.noise
+        out[1:, b:e] += noise.to(out.device)
+        return out
+
+    def hook(name, first_pass):
+        def f(mod, args, out):
+            h = untuple(out)
+            if first_pass:
+                first[name] = h.detach().clone()
+                return out
+            for t, n in restore:
+                if n == name:
+                    h[1:, t] = h[0, t]
+            for t, n in unpatch:
+                if n == name:
+                    h[1:, t] = first[name][1:, t]
+            return out
+        return f
+
+    mods = {n for _, n in restore} | {n for _, n in unpatch}
+    for first_pass in (True, False):
+        hooks = [tr.mods[tr.emb_name].register_forward_hook(embed_hook)]
+        watched = {n for _, n in unpatch} if first_pass else mods
+        hooks += [tr.mods[n].register_forward_hook(hook(n, first_pass)) for n in watched]
+        try:
+            with torch.no_grad():
+                logits = tr.m(input_ids=inp).logits[:, -1, :].float()
+        finally:
+            for h in hooks:
+                h.remove()
+    return torch.softmax(logits, dim=-1)
+
+
+def notebook_severing(tr, prompt, subject):
+    """The two severed mediators as ROME's notebook computes them (resid_post)."""
+    ids = tr.tok(prompt)["input_ids"]
+    b, e = find_token_range(tr.tok, ids, subject, prompt=prompt)
+    p, _ = tr.run(ids, b, e)
+    answer = int(torch.argmax(p[0]))
+    out = {"answer_id": answer, "scores": {}}
+    for med, tmpl in (("hidden_attn_severed", tr.attn_t), ("hidden_mlp_severed", tr.mlp_t)):
+        table = np.zeros((len(ids), tr.L))
+        for t in range(len(ids)):
+            unpatch = [(t, tmpl.format(k)) for k in range(tr.L)]
+            for l in range(tr.L):
+                pr = repatch_run(tr, ids, b, e, [(t, tr.layer_t.format(l))], unpatch)
+                table[t, l] = float(pr[1:, answer].mean())
+        out["scores"][med] = table.tolist()
+    return out
+
+
+def notebook_fixtures(*only):
+    """tests/fixtures/traces/<model>_rome_notebook.json: the severed mediators
+    under ROME's notebook severing, same settings as fixtures()."""
+    models_dir = os.path.join(ROOT, "tests", "fixtures", "models")
+    for name in only or sorted(os.listdir(models_dir)):
+        d = os.path.join(models_dir, name)
+        model = tf.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+        tok = tf.AutoTokenizer.from_pretrained(d)
+        std = embedding_std(model, tok, [s for _, s in FIXTURE_FACTS])
+        tr = Tracer(model, tok, samples=4, noise=3 * std, window=2)
+        golden = {"model": name, "samples": 4, "seed": 1, "noise_level": 3 * std, "severing": "rome-notebook",
+                  "facts": []}
+        for prompt, subject in FIXTURE_FACTS[:2]:
+            golden["facts"].append({"prompt": prompt, "subject": subject, **notebook_severing(tr, prompt, subject)})
+        with open(os.path.join(OUT, name + "_rome_notebook.json"), "w") as f:
+            json.dump(golden, f, ensure_ascii=False)
+        print(f"{name}: rome-notebook severing, {len(golden['facts'])} facts")
+
+
 def fixtures(*only):
     """Every fixture model, or only the ones named."""
     models_dir = os.path.join(ROOT, "tests", "fixtures", "models")
@@ -285,7 +371,9 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "fixtures"
     if what == "fixtures":
         fixtures(*sys.argv[2:])
+    elif what == "notebook":
+        notebook_fixtures(*sys.argv[2:])
     elif what in REAL_MODELS and len(sys.argv) == 2:
         real_model(what)
     else:
-        sys.exit(f"usage: {sys.argv[0]} fixtures [model ...] | " + " | ".join(REAL_MODELS))
+        sys.exit(f"usage: {sys.argv[0]} fixtures [model ...] | notebook [model ...] | " + " | ".join(REAL_MODELS))

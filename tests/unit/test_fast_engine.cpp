@@ -94,6 +94,37 @@ TEST_P(FastVsReference, ChunkedSweepsEqualOneSweep) {
   EXPECT_LE(max_diff(a, b), 1e-6);
 }
 
+// ROME's notebook severing (frozen values from the first noise draw, scored
+// pass from the second): both engines, both conventions; it changes the
+// severed mediators only, and they do differ from the same-draw numbers.
+TEST_P(FastVsReference, RomeNotebookSeveringBothConventions) {
+  auto model = kt::Model::load(kModels + GetParam(), test_device());
+  double worst = 0, moved = 0;
+  for (auto conv : {kt::HiddenConvention::ResidPost, kt::HiddenConvention::ResidPre}) {
+    for (size_t i = 0; i < 2; ++i) {
+      const auto& [prompt, subject] = kFacts[i];
+      auto s = settings(conv);
+      s.severing = kt::Severing::RomeNotebook;
+      auto fast = kt::trace_fact_fast(*model, prompt, subject, s);
+      auto ref = kt::trace_fact_reference(*model, prompt, subject, s);
+      const double d = max_diff(fast, ref);
+      EXPECT_LE(d, 1e-5) << prompt << " " << kt::convention_name(conv);
+      worst = std::max(worst, d);
+      auto same = kt::trace_fact_fast(*model, prompt, subject, settings(conv));
+      for (size_t m = 0; m < same.traces.size(); ++m) {
+        const double diff = (same.traces[m].scores - fast.traces[m].scores).abs().max().item<double>();
+        const bool severed = s.notebook_severing(same.traces[m].mediator);
+        // Others: the same numbers (batched differently: fp32 rounding only).
+        if (!severed) EXPECT_LE(diff, 1e-6) << kt::mediator_name(same.traces[m].mediator);
+        if (severed) moved = std::max(moved, diff);
+      }
+    }
+  }
+  EXPECT_GT(moved, 1e-4) << "the second draw changes the severed mediators";
+  std::printf("[fast] %-9s rome-notebook severing: max |fast - reference| %.3g (vs same-draw: %.3g)\n",
+              GetParam().c_str(), worst, moved);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, FastVsReference, ::testing::ValuesIn(kArchs),
                          [](const auto& info) { return info.param; });
 

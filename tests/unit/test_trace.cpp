@@ -88,6 +88,38 @@ TEST_P(TraceParity, AllMediatorsBothConventionsMatchRomeOnTransformers) {
               GetParam().c_str(), worst, g["facts"].size());
 }
 
+// severing: rome-notebook against ROME's notebook algorithm
+// (trace_with_repatch, re-expressed in tests/reference/rome_reference.py
+// notebook): the severed mediators only, resid_post as the notebook.
+TEST_P(TraceParity, RomeNotebookSeveringMatchesTheNotebookOnTransformers) {
+  const auto g = golden(GetParam() + "_rome_notebook");
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/" + GetParam(), test_device());
+  double worst = 0;
+  for (const auto& fact : g["facts"]) {
+    kt::TraceSettings s;
+    s.samples = g["samples"];
+    s.noise = kt::parse_noise("0.1");
+    s.noise.level = g["noise_level"];
+    s.window = 2;
+    s.severing = kt::Severing::RomeNotebook;
+    s.mediators = {kt::Mediator::HiddenAttnSevered, kt::Mediator::HiddenMlpSevered};
+    const auto f = kt::trace_fact_reference(*model, fact["prompt"], fact["subject"], s);
+    EXPECT_EQ(f.answer_id, fact["answer_id"].get<int32_t>());
+    for (const auto& m : f.traces) {
+      const auto& want = fact["scores"][kt::mediator_name(m.mediator)];
+      auto acc = m.scores.accessor<double, 2>();
+      ASSERT_EQ(static_cast<size_t>(m.scores.size(0)), want.size());
+      for (int64_t t = 0; t < m.scores.size(0); ++t)
+        for (int64_t l = 0; l < m.scores.size(1); ++l) {
+          const double d = std::abs(acc[t][l] - want[t][l].get<double>());
+          worst = std::max(worst, d);
+          EXPECT_LE(d, 1e-5) << kt::mediator_name(m.mediator) << " cell (" << t << ", " << l << ")";
+        }
+    }
+  }
+  std::printf("[trace parity] %-9s rome-notebook severing: max |score diff| %.3g\n", GetParam().c_str(), worst);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, TraceParity, ::testing::ValuesIn(kArchs),
                          [](const auto& info) { return info.param; });
 
