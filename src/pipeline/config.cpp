@@ -130,10 +130,6 @@ void check_noise(const std::string& where, const std::string& key, const std::st
   }
 }
 
-void check_engine(const std::string& where, const std::string& key, const std::string& v) {
-  check_enum(where, key, v, {"reference", "fast"});
-}
-
 void check_fact_id(const std::string& where, const std::string& key, const std::string& id) {
   if (id.empty() || id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
                         std::string::npos || id[0] == '.')
@@ -259,83 +255,115 @@ void read_hook_layer(RunConfig& c, const Field& f) {
                   });
 }
 
-const std::vector<std::pair<std::string, Setter>>& setters() {
-  static const std::vector<std::pair<std::string, Setter>> s = {
-      {"model", read_model},
-      {"hook_layer", read_hook_layer},
-      {"result_pth",
-       [](RunConfig& c, const Field& f) {
-         for_each_subkey(c, f, {"base_pth"}, [&](const std::string&, const Field& v) { c.seed_base = v.str(); });
-       }},
-      {"generation_args",
-       [](RunConfig& c, const Field& f) {
-         c.notes.push_back(f.where + ": key 'generation_args' is not needed (knowtrace reads the next token's "
-                           "probabilities from one forward pass): ignored");
-       }},
-      {"layer_name", [](RunConfig& c, const Field& f) { c.layer_name = f.str(); }},
-      {"attn_name", [](RunConfig& c, const Field& f) { c.attn_name = f.str(); }},
-      {"mlp_name", [](RunConfig& c, const Field& f) { c.mlp_name = f.str(); }},
-      {"embed_name", [](RunConfig& c, const Field& f) { c.embed_name = f.str(); }},
-      {"dataset", [](RunConfig& c, const Field& f) { c.dataset = f.str(); }},
-      {"samples", [](RunConfig& c, const Field& f) { c.samples = f.integer(1, 100000); }},
-      {"noise",
-       [](RunConfig& c, const Field& f) {
-         c.noise = f.str();
-         check_noise(f.where, f.key, c.noise);
-       }},
-      {"seed", [](RunConfig& c, const Field& f) { c.seed = static_cast<uint32_t>(f.integer(0, 4294967295LL)); }},
-      {"replace", [](RunConfig& c, const Field& f) { c.replace = f.boolean(); }},
-      {"mediators",
-       [](RunConfig& c, const Field& f) {
-         c.mediators = f.list();
-         if (c.mediators.empty()) fail(f.where, f.key, "needs at least one mediator (" + join(mediator_names()) + ")");
-         for (const auto& m : c.mediators) check_enum(f.where, f.key, m, mediator_names());
-       }},
-      {"window", [](RunConfig& c, const Field& f) { c.window = f.integer(1, 100000); }},
-      {"convention",
-       [](RunConfig& c, const Field& f) { c.convention = check_enum(f.where, f.key, f.str(), {"resid_post", "resid_pre"}); }},
-      {"severing",
-       [](RunConfig& c, const Field& f) {
-         c.severing = check_enum(f.where, f.key, f.str(), {"same-draw", "rome-notebook"});
-       }},
-      {"positions", [](RunConfig& c, const Field& f) { c.positions = check_enum(f.where, f.key, f.str(), {"rome6", "seed4"}); }},
-      {"average", [](RunConfig& c, const Field& f) { c.average = check_enum(f.where, f.key, f.str(), {"tokens", "facts"}); }},
-      {"aie", [](RunConfig& c, const Field& f) { c.aie = check_enum(f.where, f.key, f.str(), {"rome", "per-row"}); }},
-      {"bands", [](RunConfig& c, const Field& f) { c.bands = check_enum(f.where, f.key, f.str(), {"rome", "per-row"}); }},
-      {"filter",
-       [](RunConfig& c, const Field& f) { c.filter = check_enum(f.where, f.key, f.str(), {"rome", "first-token", "none"}); }},
-      {"device", [](RunConfig& c, const Field& f) { c.device = check_device(f.where, f.key, f.str()); }},
-      {"dtype", [](RunConfig& c, const Field& f) { c.dtype = normalize_dtype(f.where, f.key, f.str()); }},
-      {"results", [](RunConfig& c, const Field& f) { c.results = f.str(); }},
-      {"limit", [](RunConfig& c, const Field& f) { c.limit = f.integer(0, int64_t(1) << 40); }},
-      {"facts",
-       [](RunConfig& c, const Field& f) {
-         c.facts = f.list();
-         for (const auto& id : c.facts) check_fact_id(f.where, f.key, id);
-       }},
-      {"save_states", [](RunConfig& c, const Field& f) { c.save_states = f.boolean(); }},
-      {"engine",
-       [](RunConfig& c, const Field& f) {
-         c.engine = f.str();
-         check_engine(f.where, f.key, c.engine);
-       }},
-      {"max_batch_tokens", [](RunConfig& c, const Field& f) { c.max_batch_tokens = f.integer(0, int64_t(1) << 40); }},
-      {"formats",
-       [](RunConfig& c, const Field& f) {
-         c.formats = f.list();
-         for (const auto& x : c.formats) check_enum(f.where, f.key, x, {"png", "pdf", "svg"});
-       }},
-      {"stages",
-       [](RunConfig& c, const Field& f) {
-         std::vector<std::string> v = f.list();
-         try {
-           c.stages = parse_stages(join(v, ","));
-         } catch (const Error& e) {
-           fail(f.where, f.key, e.what());
-         }
-       }},
+// One typed description per key: how YAML (and a command-line flag, read
+// as a YAML scalar) sets it, and how run.json stores it and reads it back.
+// The seed's nested keys have no stored form: they set other keys.
+struct KeySpec {
+  std::string name;
+  Setter read;
+  std::function<nlohmann::json(const RunConfig&)> save;
+  std::function<void(RunConfig&, const nlohmann::json&)> load;
+};
+
+template <class T>
+KeySpec stored(const char* name, T RunConfig::*member, Setter read) {
+  return {name, std::move(read), [member](const RunConfig& c) { return nlohmann::json(c.*member); },
+          [member](RunConfig& c, const nlohmann::json& j) { c.*member = j.get<T>(); }};
+}
+template <class T>
+KeySpec field(const char* name, T RunConfig::*member, std::function<T(const Field&)> parse) {
+  return stored(name, member, [member, parse](RunConfig& c, const Field& f) { c.*member = parse(f); });
+}
+KeySpec yaml_only(const char* name, Setter read) { return {name, std::move(read), nullptr, nullptr}; }
+
+// Value parsers; closed sets are one list each.
+std::function<std::string(const Field&)> text() {
+  return [](const Field& f) { return f.str(); };
+}
+std::function<std::string(const Field&)> one_of(std::vector<std::string> valid) {
+  return [valid](const Field& f) { return check_enum(f.where, f.key, f.str(), valid); };
+}
+std::function<int64_t(const Field&)> integer(int64_t lo, int64_t hi) {
+  return [lo, hi](const Field& f) { return f.integer(lo, hi); };
+}
+std::function<bool(const Field&)> boolean() {
+  return [](const Field& f) { return f.boolean(); };
+}
+std::function<std::vector<std::string>(const Field&)> list_of(std::vector<std::string> valid, bool non_empty) {
+  return [valid, non_empty](const Field& f) {
+    std::vector<std::string> v = f.list();
+    if (non_empty && v.empty()) fail(f.where, f.key, "needs at least one of " + join(valid));
+    for (const auto& x : v) check_enum(f.where, f.key, x, valid);
+    return v;
+  };
+}
+
+const std::vector<KeySpec>& key_specs() {
+  static const std::vector<KeySpec> s = {
+      stored("model", &RunConfig::model, read_model),
+      yaml_only("hook_layer", read_hook_layer),
+      yaml_only("result_pth",
+                [](RunConfig& c, const Field& f) {
+                  for_each_subkey(c, f, {"base_pth"}, [&](const std::string&, const Field& v) { c.seed_base = v.str(); });
+                }),
+      yaml_only("generation_args",
+                [](RunConfig& c, const Field& f) {
+                  c.notes.push_back(f.where + ": key 'generation_args' is not needed (knowtrace reads the next token's "
+                                    "probabilities from one forward pass): ignored");
+                }),
+      field("layer_name", &RunConfig::layer_name, text()),
+      field("attn_name", &RunConfig::attn_name, text()),
+      field("mlp_name", &RunConfig::mlp_name, text()),
+      field("embed_name", &RunConfig::embed_name, text()),
+      field("dataset", &RunConfig::dataset, text()),
+      field("samples", &RunConfig::samples, integer(1, 100000)),
+      field<std::string>("noise", &RunConfig::noise,
+                         [](const Field& f) {
+                           check_noise(f.where, f.key, f.str());
+                           return f.str();
+                         }),
+      field<uint32_t>("seed", &RunConfig::seed,
+                      [](const Field& f) { return static_cast<uint32_t>(f.integer(0, 4294967295LL)); }),
+      field("replace", &RunConfig::replace, boolean()),
+      field("mediators", &RunConfig::mediators, list_of(mediator_names(), true)),
+      field("window", &RunConfig::window, integer(1, 100000)),
+      field("convention", &RunConfig::convention, one_of({"resid_post", "resid_pre"})),
+      field("severing", &RunConfig::severing, one_of({"same-draw", "rome-notebook"})),
+      field("positions", &RunConfig::positions, one_of({"rome6", "seed4"})),
+      field("average", &RunConfig::average, one_of({"tokens", "facts"})),
+      field("aie", &RunConfig::aie, one_of({"rome", "per-row"})),
+      field("bands", &RunConfig::bands, one_of({"rome", "per-row"})),
+      field("filter", &RunConfig::filter, one_of({"rome", "first-token", "none"})),
+      field<std::string>("device", &RunConfig::device, [](const Field& f) { return check_device(f.where, f.key, f.str()); }),
+      field<std::string>("dtype", &RunConfig::dtype, [](const Field& f) { return normalize_dtype(f.where, f.key, f.str()); }),
+      field("results", &RunConfig::results, text()),
+      field("limit", &RunConfig::limit, integer(0, int64_t(1) << 40)),
+      field<std::vector<std::string>>("facts", &RunConfig::facts,
+                                      [](const Field& f) {
+                                        std::vector<std::string> v = f.list();
+                                        for (const auto& id : v) check_fact_id(f.where, f.key, id);
+                                        return v;
+                                      }),
+      field("save_states", &RunConfig::save_states, boolean()),
+      field("engine", &RunConfig::engine, one_of({"reference", "fast"})),
+      field("max_batch_tokens", &RunConfig::max_batch_tokens, integer(0, int64_t(1) << 40)),
+      field("formats", &RunConfig::formats, list_of({"png", "pdf", "svg"}, false)),
+      field<std::vector<std::string>>("stages", &RunConfig::stages,
+                                      [](const Field& f) {
+                                        try {
+                                          return parse_stages(join(f.list(), ","));
+                                        } catch (const Error& e) {
+                                          fail(f.where, f.key, e.what());
+                                        }
+                                      }),
   };
   return s;
+}
+
+const KeySpec* find_key(const std::string& name) {
+  for (const auto& k : key_specs())
+    if (k.name == name) return &k;
+  return nullptr;
 }
 
 // Checks a [LAYER_NUM] template's shape (the model check comes later).
@@ -356,7 +384,7 @@ std::string RunConfig::where(const std::string& key) const {
 const std::vector<std::string>& config_keys() {
   static const std::vector<std::string> keys = [] {
     std::vector<std::string> k;
-    for (const auto& [name, setter] : setters()) k.push_back(name);
+    for (const auto& spec : key_specs()) k.push_back(spec.name);
     return k;
   }();
   return keys;
@@ -424,8 +452,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin) 
     const std::string where = mark(origin, it->first.Mark());
     if (!it->first.IsScalar()) throw Error(where + ": keys must be plain names");
     const std::string key = it->first.Scalar();
-    auto s = std::find_if(setters().begin(), setters().end(), [&](const auto& p) { return p.first == key; });
-    if (s == setters().end()) {
+    const KeySpec* spec = find_key(key);
+    if (!spec) {
       const std::string hint = nearest_name(key, config_keys());
       throw Error(one_line(where + ": unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
                            "; valid keys: " + join(config_keys())));
@@ -435,7 +463,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin) 
     const YAML::Node value = it->second;
     c.locations.emplace_back(key, where);
     if (value.IsNull()) fail(where, key, "has no value");
-    s->second(c, Field{value, where, key, origin});
+    spec->read(c, Field{value, where, key, origin});
   }
   if (c.model.empty()) throw Error(origin + ": key 'model' is missing (a Hugging Face checkpoint directory or a .gguf file)");
   // The seed's results: result_pth.base_pth + model.name.
@@ -455,31 +483,23 @@ RunConfig load_config(const std::string& path) {
 }
 
 void apply_overrides(RunConfig& c, const ConfigOverrides& o) {
-  auto flag = [&](const std::string& name, const std::string& key) {
+  // A flag sets its key through the key's own description: the same checks
+  // and messages as in a file, with the flag in place of file:line.
+  auto set = [&](const std::string& key, const std::string& value) {
     c.locations.erase(std::remove_if(c.locations.begin(), c.locations.end(), [&](const auto& p) { return p.first == key; }),
                       c.locations.end());
-    c.locations.emplace_back(key, "--" + name);
+    const YAML::Node node(value);
+    find_key(key)->read(c, Field{node, "--" + key, key, ""});
+    c.locations.emplace_back(key, "--" + key);
   };
-  if (o.results) {
-    if (o.results->empty()) throw Error("--results: must not be empty");
-    c.results = *o.results, flag("results", "results");
-  }
-  if (o.device) c.device = check_device("--device", "device", *o.device), flag("device", "device");
-  if (o.dtype) c.dtype = normalize_dtype("--dtype", "dtype", *o.dtype), flag("dtype", "dtype");
-  if (o.engine) check_engine("--engine", "engine", *o.engine), c.engine = *o.engine, flag("engine", "engine");
-  if (o.model) c.model = *o.model, flag("model", "model");
-  if (o.dataset) c.dataset = *o.dataset, flag("dataset", "dataset");
-  if (o.limit) {
-    if (*o.limit < 0) throw Error("--limit: must be 0 (no limit) or more, got " + std::to_string(*o.limit));
-    c.limit = *o.limit, flag("limit", "limit");
-  }
-  if (o.stages) {
-    try {
-      c.stages = parse_stages(join(*o.stages, ","));
-    } catch (const Error& e) {
-      throw Error(std::string("--stages: ") + e.what());
-    }
-  }
+  if (o.results) set("results", *o.results);
+  if (o.device) set("device", *o.device);
+  if (o.dtype) set("dtype", *o.dtype);
+  if (o.engine) set("engine", *o.engine);
+  if (o.model) set("model", *o.model);
+  if (o.dataset) set("dataset", *o.dataset);
+  if (o.limit) set("limit", std::to_string(*o.limit));
+  if (o.stages) set("stages", join(*o.stages, ","));
 }
 
 std::string resolve_input_path(const RunConfig& c, const std::string& key, const std::string& value) {
@@ -534,17 +554,11 @@ std::string results_dir(const RunConfig& c) {
 }
 
 std::string config_to_json(const RunConfig& c) {
-  nlohmann::json j = {{"model", c.model},         {"layer_name", c.layer_name}, {"attn_name", c.attn_name},
-                      {"mlp_name", c.mlp_name},   {"embed_name", c.embed_name}, {"dataset", c.dataset},
-                      {"samples", c.samples},     {"noise", c.noise},           {"seed", c.seed},
-                      {"replace", c.replace},     {"mediators", c.mediators},   {"window", c.window},
-                      {"convention", c.convention}, {"severing", c.severing}, {"positions", c.positions}, {"average", c.average},
-                      {"aie", c.aie},             {"bands", c.bands},
-                      {"filter", c.filter},       {"device", c.device},         {"dtype", c.dtype},
-                      {"results", c.results},     {"limit", c.limit},           {"facts", c.facts},
-                      {"save_states", c.save_states}, {"engine", c.engine},     {"max_batch_tokens", c.max_batch_tokens},
-                      {"formats", c.formats},
-                      {"stages", c.stages},       {"config_path", c.config_path}, {"name", c.name}};
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& k : key_specs())
+    if (k.save) j[k.name] = k.save(c);
+  j["config_path"] = c.config_path;
+  j["name"] = c.name;
   // Values from parse_config are valid UTF-8; a config path need not be.
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -558,35 +572,10 @@ RunConfig config_from_json(const std::string& text, const std::string& origin) {
   }
   RunConfig c;
   try {
-    c.model = j.at("model").get<std::string>();
-    c.layer_name = j.value("layer_name", "");
-    c.attn_name = j.value("attn_name", "");
-    c.mlp_name = j.value("mlp_name", "");
-    c.embed_name = j.value("embed_name", "");
-    c.dataset = j.value("dataset", c.dataset);
-    c.samples = j.value("samples", c.samples);
-    c.noise = j.value("noise", c.noise);
-    c.seed = j.value("seed", c.seed);
-    c.replace = j.value("replace", c.replace);
-    c.mediators = j.value("mediators", c.mediators);
-    c.window = j.value("window", c.window);
-    c.convention = j.value("convention", c.convention);
-    c.severing = j.value("severing", c.severing);
-    c.positions = j.value("positions", c.positions);
-    c.average = j.value("average", c.average);
-    c.aie = j.value("aie", c.aie);
-    c.bands = j.value("bands", c.bands);
-    c.filter = j.value("filter", c.filter);
-    c.device = j.value("device", c.device);
-    c.dtype = j.value("dtype", c.dtype);
-    c.results = j.value("results", c.results);
-    c.limit = j.value("limit", c.limit);
-    c.facts = j.value("facts", c.facts);
-    c.save_states = j.value("save_states", c.save_states);
-    c.engine = j.value("engine", c.engine);
-    c.max_batch_tokens = j.value("max_batch_tokens", c.max_batch_tokens);
-    c.formats = j.value("formats", c.formats);
-    c.stages = j.value("stages", c.stages);
+    if (!j.contains("model")) throw Error(origin + ": config: no 'model'");
+    // Keys a run.json of an older version lacks keep their defaults.
+    for (const auto& k : key_specs())
+      if (k.load && j.contains(k.name)) k.load(c, j.at(k.name));
     c.config_path = j.value("config_path", std::string());
     c.name = j.value("name", std::string());
   } catch (const nlohmann::json::exception& e) {

@@ -21,6 +21,8 @@ into tests/fixtures/traces/<model>_rome_notebook.json.
   python3 tests/reference/rome_reference.py fixtures gemma qwen3   # only those
   python3 tests/reference/rome_reference.py smollm2    # needs models/*.gguf
   python3 tests/reference/rome_reference.py gemma3     # 1 fact; needs tests/fixtures/gemma3/filter.json
+  python3 tests/reference/rome_reference.py one smollm2 PROMPT SUBJECT [KNOWTRACE.json]
+        # one fact as ROME's notebook traces it, vs `knowtrace trace --json` output
 
 Writes tests/fixtures/traces/<model>.json.
 """
@@ -367,7 +369,35 @@ def real_model(name):
         json.dump(golden, f, ensure_ascii=False)
 
 
+def one_fact(name, prompt, subject, knowtrace_json=None):
+    """One fact on a real model as ROME's notebook traces it (noise s3 over
+    every known_1000 subject, 10 samples, window 10); with the JSON that
+    `knowtrace trace --json` printed for the same fact, the largest cell
+    difference per mediator."""
+    import glob
+    row = REAL_MODELS[name]
+    path = [g for g in sorted(glob.glob(os.path.join(ROOT, "models", "*.gguf"))) if row["match"] in os.path.basename(g).lower()][0]
+    data = os.environ.get("KNOWTRACE_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
+    known = json.load(open(os.path.join(data, "known_1000.json")))
+    model = tf.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
+                                                    dtype=torch.float32, attn_implementation="eager").eval()
+    tok = tf.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+    std = embedding_std(model, tok, [k["subject"] for k in known])
+    res = Tracer(model, tok, samples=10, noise=3 * std, window=10).trace(prompt, subject)
+    print(f"noise level {3 * std:.6f} (3 x std of {len(known)} known_1000 subjects); answer {res['answer']!r}"
+          f" high {res['high_score']:.6f} low {res['low_score']:.6f}")
+    if knowtrace_json:
+        kt = json.load(open(knowtrace_json))
+        print(f"knowtrace: noise level {kt['noise_level']:.6f}, high {kt['high_score']:.6f}, low {kt['low_score']:.6f}")
+        for med, want in res["scores"].items():
+            d = float(np.max(np.abs(np.array(kt["scores"][med]) - np.array(want))))
+            print(f"  {med:<20} max |knowtrace - ROME| = {d:.3g}")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "one":
+        one_fact(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
+        sys.exit(0)
     what = sys.argv[1] if len(sys.argv) > 1 else "fixtures"
     if what == "fixtures":
         fixtures(*sys.argv[2:])

@@ -841,9 +841,9 @@ TEST(BadCommandLine, RunFlags) {
       {{"--results", out, "--shard", "-1/2"}, "expected i/n with 0 <= i < n"},
       {{"--results", out, "--stages", "aggregate", "--device", "gpu"}, "--device: key 'device': 'gpu' is not a device (cpu, cuda, cuda:N)"},
       {{"--results", out, "--stages", "aggregate", "--dtype", "int8"}, "--dtype: key 'dtype': dtype 'int8' is not one of float32 (fp32, f32, float)"},
-      {{"--results", out, "--stages", "aggreggate"}, "--stages: unknown stage 'aggreggate'"},
-      {{"--results", out, "--stages", "aggregate", "--limit", "-3"}, "--limit: must be 0 (no limit) or more, got -3"},
-      {{"--results", "", "--stages", "aggregate"}, "--results: must not be empty"},
+      {{"--results", out, "--stages", "aggreggate"}, "--stages: key 'stages': unknown stage 'aggreggate'"},
+      {{"--results", out, "--stages", "aggregate", "--limit", "-3"}, "--limit: key 'limit': -3 is out of range [0, "},
+      {{"--results", "", "--stages", "aggregate"}, "--results: key 'results': must not be empty"},
   };
   for (const auto& [flags, needle] : cases) {
     std::string label = "run";
