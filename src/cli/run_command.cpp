@@ -18,7 +18,8 @@ namespace {
 
 struct RunArgs {
   std::string config;
-  std::optional<std::string> results, device, dtype, engine, model, dataset, stages;
+  std::optional<std::string> results, device, dtype, engine, model, dataset;
+  std::vector<std::string> stages;  // empty: the config's
   std::string shard;
   std::optional<int64_t> limit;
   bool download = false;
@@ -43,7 +44,7 @@ void run_run(const RunArgs& a) {
   ConfigOverrides o;
   o.results = a.results, o.device = a.device, o.dtype = a.dtype, o.engine = a.engine, o.model = a.model;
   o.dataset = a.dataset, o.limit = a.limit;
-  if (a.stages) o.stages = std::vector<std::string>{*a.stages};
+  if (!a.stages.empty()) o.stages = a.stages;
   apply_overrides(cfg, o);
   RunOptions opts;
   opts.download_data = a.download;
@@ -59,7 +60,8 @@ void add_run(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Run a YAML config: filter, trace, aggregate, plot (resumable)");
   auto a = std::make_shared<RunArgs>();
   cmd->add_option("config", a->config, "YAML config, e.g. hparams/smollm2-135m.yaml")->required();
-  cmd->add_option("--stages", a->stages, "Comma-separated subset of filter,trace,aggregate,plot (default: all)");
+  cmd->add_option("--stages", a->stages, "Subset of filter,trace,aggregate,plot, commas or spaces (default: all)")
+      ->delimiter(',');
   cmd->add_option("--results", a->results, "Results directory (default: results/<config name>)");
   cmd->add_option("--limit", a->limit, "Trace at most N kept facts (0: all)");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N (overrides the config)");

@@ -289,10 +289,11 @@ std::function<int64_t(const Field&)> integer(int64_t lo, int64_t hi) {
 std::function<bool(const Field&)> boolean() {
   return [](const Field& f) { return f.boolean(); };
 }
-std::function<std::vector<std::string>(const Field&)> list_of(std::vector<std::string> valid, bool non_empty) {
-  return [valid, non_empty](const Field& f) {
+// `one` names an item when the list may not be empty ("mediator").
+std::function<std::vector<std::string>(const Field&)> list_of(std::vector<std::string> valid, std::string one = "") {
+  return [valid, one](const Field& f) {
     std::vector<std::string> v = f.list();
-    if (non_empty && v.empty()) fail(f.where, f.key, "needs at least one of " + join(valid));
+    if (!one.empty() && v.empty()) fail(f.where, f.key, "needs at least one " + one + " (" + join(valid) + ")");
     for (const auto& x : v) check_enum(f.where, f.key, x, valid);
     return v;
   };
@@ -325,7 +326,7 @@ const std::vector<KeySpec>& key_specs() {
       field<uint32_t>("seed", &RunConfig::seed,
                       [](const Field& f) { return static_cast<uint32_t>(f.integer(0, 4294967295LL)); }),
       field("replace", &RunConfig::replace, boolean()),
-      field("mediators", &RunConfig::mediators, list_of(mediator_names(), true)),
+      field("mediators", &RunConfig::mediators, list_of(mediator_names(), "mediator")),
       field("window", &RunConfig::window, integer(1, 100000)),
       field("convention", &RunConfig::convention, one_of({"resid_post", "resid_pre"})),
       field("severing", &RunConfig::severing, one_of({"same-draw", "rome-notebook"})),
@@ -347,7 +348,7 @@ const std::vector<KeySpec>& key_specs() {
       field("save_states", &RunConfig::save_states, boolean()),
       field("engine", &RunConfig::engine, one_of({"reference", "fast"})),
       field("max_batch_tokens", &RunConfig::max_batch_tokens, integer(0, int64_t(1) << 40)),
-      field("formats", &RunConfig::formats, list_of({"png", "pdf", "svg"}, false)),
+      field("formats", &RunConfig::formats, list_of({"png", "pdf", "svg"})),
       field<std::vector<std::string>>("stages", &RunConfig::stages,
                                       [](const Field& f) {
                                         try {

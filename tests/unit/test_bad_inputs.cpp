@@ -907,6 +907,50 @@ TEST(BadCommandLine, TraceNoiseZeroMultiple) {
   }
 }
 
+// The one-fact command as `run` and ROME's notebook: s<k> measured on a data
+// set's subjects (printed and stored), "s" = s1, a window wider than the
+// model clipped with a note, comma lists, heatmaps beside the .npz files.
+TEST(TraceCommand, NoiseFromADataSetAndHeatmapsBesideTheFiles) {
+  if (!have_binary()) GTEST_SKIP() << kBin << " not built";
+  const fs::path cwd = fresh_dir();
+  const std::string model = (kModels / "gpt2").string();
+  const std::string facts = kSrc + "/tests/fixtures/pipeline/facts.json";
+  const CliResult v = run_cli({"--version"}, cwd);
+  EXPECT_EQ(v.rc, 0);
+  EXPECT_EQ(v.out, std::string("knowtrace ") + kt::kKnowtraceVersion + "\n");
+  const CliResult r = run_cli({"trace", "--model", model, "--prompt", "The Eiffel Tower is located in the city of",
+                               "--subject", "The Eiffel Tower", "--samples", "2", "--mediators", "hidden,mlp", "--noise",
+                               "s", "--window", "7", "--noise-subjects", facts, "--out", (cwd / "out").string(),
+                               "--formats", "png", "--json"},
+                              cwd);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("note: --window 7 is more than the model's 3 layers: using 3"), std::string::npos) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  auto m = kt::Model::load(model);
+  std::vector<std::string> subjects;
+  for (const auto& f : kt::load_dataset_file(facts).facts) subjects.push_back(f.subject);
+  EXPECT_NEAR(j["noise_level"].get<double>(), kt::subject_embedding_std(*m, subjects), 1e-12);
+  EXPECT_EQ(j["noise_source"].get<std::string>(), facts + ": " + std::to_string(subjects.size()) + " subjects");
+  EXPECT_EQ(j["scores"].size(), 2u);
+  for (const char* f : {"fact_hidden.npz", "fact_mlp.npz", "fact_hidden.png", "fact_mlp.png"})
+    EXPECT_TRUE(fs::exists(cwd / "out" / f)) << f;
+  const kt::TraceRecord rec = kt::read_trace_file((cwd / "out" / "fact_mlp.npz").string(), "fact");
+  EXPECT_EQ(rec.window, 3);
+  EXPECT_EQ(rec.noise_source, j["noise_source"].get<std::string>());
+  EXPECT_EQ(rec.correct_rule, "none");  // no --expect: not checked, as ROME with expect=None
+  // Without --noise-subjects and without known_1000: the bundled facts.
+  const CliResult d = run_cli({"trace", "--model", model, "--prompt", "The Eiffel Tower is located in the city of",
+                               "--subject", "The Eiffel Tower", "--samples", "1", "--mediators", "hidden", "--json"},
+                              cwd, "KNOWTRACE_DATA_DIR=" + cwd.string() + " XDG_CACHE_HOME=" + cwd.string());
+  ASSERT_EQ(d.rc, 0) << d.err;
+  EXPECT_NE(nlohmann::json::parse(d.out)["noise_source"].get<std::string>().find("facts_default.json: 167 subjects"),
+            std::string::npos) << d.out;
+  expect_cli_error(run_cli({"trace", "--model", model, "--prompt", "The Eiffel Tower is in", "--subject", "Eiffel",
+                            "--noise-subjects", "nowhere.json"},
+                           cwd),
+                   {"--noise-subjects: 'nowhere.json' not found (a data set file, known_1000 or default)"}, "subjects");
+}
+
 // =================================================== 11-12. noise and trace inputs
 
 TEST(BadTraceInputs, NoiseSubjectsAndRanges) {
