@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "pipeline/config.h"
 #include "pipeline/dataset.h"
+#include "pipeline/pipeline.h"
 #include "report/plots.h"
 #include "trace/fast_engine.h"
 #include "trace/result_store.h"
@@ -55,32 +56,6 @@ void print_table(const FactTrace& f, const MediatorTrace& m) {
     for (int64_t l = 0; l < L; ++l) std::printf("%6.3f", acc[t][l]);
     std::printf("\n");
   }
-}
-
-// The subjects an s<k> level is measured on, as `knowtrace run` and ROME's
-// notebook take them: every subject of a data set (known_1000 when it is
-// found, else the bundled facts), each tokenized alone.
-void resolve_noise_from_dataset(TraceSettings& s, const Model& model, const std::string& spec) {
-  if (s.noise.std_multiple <= 0) return;
-  RunConfig c;
-  c.dataset = spec;
-  if (spec.empty()) {
-    c.dataset = "default";
-    for (const auto& p : known_1000_candidates())
-      if (std::filesystem::exists(p)) c.dataset = "known_1000";
-  } else if (spec != "known_1000" && spec != "default" && !std::filesystem::exists(spec)) {
-    throw Error("--noise-subjects: '" + spec + "' not found (a data set file, known_1000 or default)");
-  }
-  Dataset d;
-  try {
-    d = load_dataset(c);
-  } catch (const Error& e) {
-    throw Error(std::string("--noise-subjects: ") + e.what());
-  }
-  std::vector<std::string> subjects;
-  for (const auto& f : d.facts) subjects.push_back(f.subject);
-  if (subjects.empty()) throw Error("--noise-subjects: " + d.source + " holds no subjects to measure the noise on");
-  resolve_noise_level(s, model, subjects, d.source);
 }
 
 void run_trace(TraceArgs a) {

@@ -478,7 +478,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin) 
 }
 
 RunConfig load_config(const std::string& path) {
-  if (!fs::exists(path)) throw Error(path + ": config file not found");
+  if (!fs::exists(path)) throw NotFound(path + ": config file not found");
   if (fs::is_directory(path)) throw Error(path + ": is a directory, not a YAML config file");
   return parse_config(read_text_file(path), path);
 }
@@ -501,6 +501,26 @@ void apply_overrides(RunConfig& c, const ConfigOverrides& o) {
   if (o.dataset) set("dataset", *o.dataset);
   if (o.limit) set("limit", std::to_string(*o.limit));
   if (o.stages) set("stages", join(*o.stages, ","));
+}
+
+void set_config_value(RunConfig& c, const std::string& key, const std::string& yaml_value, const std::string& where) {
+  const KeySpec* spec = find_key(key);
+  if (!spec) {
+    const std::string hint = nearest_name(key, config_keys());
+    throw Error(where + ": unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                "; valid keys: " + join(config_keys()));
+  }
+  YAML::Node node;
+  try {
+    node = YAML::Load(yaml_value);
+  } catch (const YAML::Exception& e) {
+    throw Error(where + ": key '" + key + "': not a YAML value (" + e.msg + ")");
+  }
+  if (!node || node.IsNull()) fail(where, key, "has no value");
+  c.locations.erase(std::remove_if(c.locations.begin(), c.locations.end(), [&](const auto& p) { return p.first == key; }),
+                    c.locations.end());
+  spec->read(c, Field{node, where, key, ""});
+  c.locations.emplace_back(key, where);
 }
 
 std::string resolve_input_path(const RunConfig& c, const std::string& key, const std::string& value) {
@@ -527,7 +547,7 @@ std::string resolve_input_path(const RunConfig& c, const std::string& key, const
   std::string looked;
   for (size_t i = 0; i < tried.size() && i < 4; ++i) looked += (i ? ", " : "") + tried[i].string();
   if (tried.size() > 4) looked += ", ... (every folder above the config)";
-  throw Error(c.where(key) + ": key '" + key + "': '" + value + "' not found (looked at " + looked + ")");
+  throw NotFound(c.where(key) + ": key '" + key + "': '" + value + "' not found (looked at " + looked + ")");
 }
 
 void check_paths(RunConfig& c) {
@@ -541,7 +561,7 @@ void check_paths(RunConfig& c) {
       if (auto snap = find_in_hf_cache(c.model)) {
         c.model = *snap;
       } else {
-        throw Error(std::string(e.what()) + "; nor in the Hugging Face cache (" + hf_cache_dirs_text() +
+        throw NotFound(std::string(e.what()) + "; nor in the Hugging Face cache (" + hf_cache_dirs_text() +
                     "): fetch it with `" + hf_download_command(c.model) + "`");
       }
     }

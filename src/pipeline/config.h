@@ -78,6 +78,10 @@ struct ConfigOverrides {
   std::optional<std::vector<std::string>> stages;
 };
 void apply_overrides(RunConfig& cfg, const ConfigOverrides& o);
+// Any key, from a YAML (or JSON) value text, checked as in a file; `where`
+// names the source in messages ("keyword argument"). kt::Error on an
+// unknown key (with the nearest suggested) or a bad value.
+void set_config_value(RunConfig& cfg, const std::string& key, const std::string& yaml_value, const std::string& where);
 
 // Resolves a relative input path: the current directory first, then the
 // config file's directory and each of its ancestors (so `models/x.gguf` in

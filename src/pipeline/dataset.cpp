@@ -147,7 +147,7 @@ Dataset parse_dataset(const std::string& text, const std::string& origin) {
 }
 
 Dataset load_dataset_file(const std::string& path) {
-  if (!fs::exists(path)) throw Error(path + ": data set file not found");
+  if (!fs::exists(path)) throw NotFound(path + ": data set file not found");
   return parse_dataset(read_text_file(path), path);
 }
 
@@ -218,7 +218,7 @@ std::string default_facts_path(const RunConfig& cfg) {
     const fs::path p = fs::path(exe).parent_path() / rel;
     if (fs::exists(p)) return p.lexically_normal().string();
   }
-  throw Error(cfg.where("dataset") + ": key 'dataset': the bundled fact set " + rel +
+  throw NotFound(cfg.where("dataset") + ": key 'dataset': the bundled fact set " + rel +
               " was not found next to the config, in the current folder or beside the executable; "
               "give a data set path instead");
 }
@@ -235,7 +235,7 @@ Dataset load_dataset(const RunConfig& cfg) {
     }
     std::string looked;
     for (const auto& p : where) looked += (looked.empty() ? "" : ", ") + p;
-    throw Error(cfg.where("dataset") + ": key 'dataset': known_1000.json not found (looked at " +
+    throw NotFound(cfg.where("dataset") + ": key 'dataset': known_1000.json not found (looked at " +
                 (looked.empty() ? std::string("nothing: KNOWTRACE_DATA_DIR and HOME are unset") : looked) +
                 "); download " + kKnown1000Url + " into $KNOWTRACE_DATA_DIR, or run with --download-data, "
                 "or set 'dataset' to its path");

@@ -287,6 +287,31 @@ std::string rank_outcome(const RunReport& r, const std::vector<FactError>& error
 }  // namespace
 }  // namespace pipeline
 
+void resolve_noise_from_dataset(TraceSettings& s, const Model& model, const std::string& spec) {
+  if (s.noise.std_multiple <= 0) return;
+  RunConfig c;
+  c.dataset = spec;
+  if (spec.empty()) {
+    c.dataset = "default";
+    for (const auto& p : known_1000_candidates())
+      if (fs::exists(p)) c.dataset = "known_1000";
+  } else if (spec != "known_1000" && spec != "default" && !fs::exists(spec)) {
+    throw NotFound("--noise-subjects: '" + spec + "' not found (a data set file, known_1000 or default)");
+  }
+  Dataset d;
+  try {
+    d = load_dataset(c);
+  } catch (const NotFound& e) {
+    throw NotFound(std::string("--noise-subjects: ") + e.what());
+  } catch (const Error& e) {
+    throw Error(std::string("--noise-subjects: ") + e.what());
+  }
+  std::vector<std::string> subjects;
+  for (const auto& f : d.facts) subjects.push_back(f.subject);
+  if (subjects.empty()) throw Error("--noise-subjects: " + d.source + " holds no subjects to measure the noise on");
+  resolve_noise_level(s, model, subjects, d.source);
+}
+
 RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
   using namespace pipeline;
   clear_stop();

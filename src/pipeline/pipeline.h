@@ -25,6 +25,9 @@
 
 namespace kt {
 
+class Model;
+struct TraceSettings;
+
 struct RunOptions {
   bool download_data = false;  // fetch known_1000 with curl when it is missing
   bool progress = true;        // progress on stderr
@@ -88,6 +91,12 @@ struct ExportReport {
   std::vector<std::string> notes;
 };
 ExportReport export_rome(const std::string& run_dir, const std::string& out_dir = "");
+
+// The one-fact trace's s<k> level, measured as `knowtrace run` and ROME's
+// notebook measure it: on every subject of a data set (`spec`: a file,
+// "known_1000" or "default"; "" = known_1000 when it is found, else the
+// bundled facts), each tokenized alone. Other noise is left as it is.
+void resolve_noise_from_dataset(TraceSettings& s, const Model& model, const std::string& spec);
 
 // What SIGINT does: the running pipeline stops after abandoning its current fact.
 void request_stop();

@@ -45,7 +45,7 @@ std::string run_json_path(const std::string& dir) { return (fs::path(dir) / "run
 
 json read_run_json(const std::string& dir) {
   const std::string rj = run_json_path(dir);
-  if (!fs::exists(rj)) throw Error(dir + ": no run.json: not a knowtrace results directory (run the filter and trace stages first)");
+  if (!fs::exists(rj)) throw NotFound(dir + ": no run.json: not a knowtrace results directory (run the filter and trace stages first)");
   json j;
   try {
     j = json::parse(read_file_checked(rj));

@@ -167,7 +167,7 @@ void substitute(at::Tensor& packed, int64_t offset, const Group& g, int64_t S, i
 // runs[0]: the corrupted run (the frozen values of every severed mediator);
 // runs[1]: the second draw's, when ROME's notebook severing asks for it.
 void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<const CorruptedRun*>& runs,
-           std::vector<Restoration*>& chunk, int64_t S, FlopCounter& flops) {
+           std::vector<Restoration*>& chunk, int64_t S, FlopCounter& flops, const std::function<void()>& poll) {
   const ModelConfig& c = model.config();
   const int64_t L = c.n_layers, T = static_cast<int64_t>(p.trace.input_ids.size()), d = c.hidden;
   const CorruptedRun& cr = *runs[0];
@@ -208,6 +208,7 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
   };
 
   for (int64_t k = 0; k < L; ++k) {
+    if (poll) poll();
     start_members(k);
     std::vector<Group*> live;
     for (auto& [key, g] : groups)
@@ -336,7 +337,7 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
     chunks.back().push_back(&r);
     budget += cost;
   }
-  for (auto& chunk : chunks) sweep(model, p, runs, chunk, S, flops);
+  for (auto& chunk : chunks) sweep(model, p, runs, chunk, S, flops, opt.poll);
 
   for (size_t mi = 0; mi < st.mediators.size(); ++mi) {
     const double before_subject = st.notebook_severing(st.mediators[mi]) ? second.low_score : f.low_score;

@@ -12,6 +12,7 @@
 // into one matrix for the projections and the MLP, and attention runs per
 // restored token. Results equal trace_fact_reference to fp32 rounding.
 #pragma once
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,9 @@ struct FastOptions {
   // Upper bound on tokens (rows x positions) live in one sweep; larger fact
   // sets of restorations run as several sweeps. 0 = no limit.
   int64_t max_batch_tokens = 0;
+  // Called between layers of every sweep; it may throw to abandon the
+  // trace (the Python module turns a pending Ctrl-C into KeyboardInterrupt).
+  std::function<void()> poll;
 };
 
 struct FastStats {

@@ -22,4 +22,10 @@ class Error : public std::runtime_error {
   }
 };
 
+// A file, folder or cached model that is not there (Python: FileNotFoundError).
+class NotFound : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace kt

@@ -79,11 +79,11 @@ std::string resolve_model_path(const std::string& path) {
   if (fs::exists(path)) return path;
   if (looks_like_hub_id(path)) {
     if (auto snap = find_in_hf_cache(path)) return *snap;
-    throw Error(path + ": not a file or directory, and not in the Hugging Face cache (looked in " +
+    throw NotFound(path + ": not a file or directory, and not in the Hugging Face cache (looked in " +
                 hf_cache_dirs_text() + "); fetch it with `" + hf_download_command(path) +
                 "` (or hf download) or give the checkpoint directory");
   }
-  throw Error(path + ": no such file or directory");
+  throw NotFound(path + ": no such file or directory");
 }
 
 }  // namespace kt
