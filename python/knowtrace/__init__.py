@@ -27,6 +27,11 @@ from .runs import RunView, open_run  # noqa: F401,E402
 
 __version__ = _core.version
 
+# Debian's libtorch starts with one intra-op thread (PyPI's with every
+# core): as the CLI does, use every core unless the user chose a count.
+if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == 1 and (os.cpu_count() or 1) > 1:
+    torch.set_num_threads(os.cpu_count())
+
 MEDIATORS = ("hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn")
 
 
