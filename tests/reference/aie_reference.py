@@ -132,6 +132,27 @@ def as_array(values):
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def field_difference(stored, want):
+    """Largest |stored - want| over the finite values of a summary field
+    (a JSON list with nulls); None when the NaN patterns differ."""
+    got = as_array(stored)
+    if not np.array_equal(np.isnan(got), np.isnan(want)):
+        return None
+    ok = ~np.isnan(want)
+    return float(np.max(np.abs(got[ok] - want[ok]))) if ok.any() else 0.0
+
+
+def check_field(failures, label, stored, want, tol):
+    """Records a mismatch of one stored field; returns its difference."""
+    d = field_difference(stored, want)
+    if d is None:
+        failures.append(f"{label}: NaN pattern differs")
+        return 0.0
+    if d > tol:
+        failures.append(f"{label}: differs by {d:.3g}")
+    return d
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir")
@@ -162,15 +183,7 @@ def main():
             if rc["n"] != c["n"]:
                 failures.append(f'{key}/{c["name"]}: n {c["n"]} vs {rc["n"]}')
             for field in ("score", "aie", "ci95", "aie_rome", "aie_rows", "std_rome", "ci95_rome", "stddev", "ci95_rows"):
-                got, want = as_array(c[field]), rc[field]
-                if not np.array_equal(np.isnan(got), np.isnan(want)):
-                    failures.append(f'{key}/{c["name"]}: {field} NaN pattern differs')
-                    continue
-                ok = ~np.isnan(want)
-                d = float(np.max(np.abs(got[ok] - want[ok]))) if ok.any() else 0.0
-                worst = max(worst, d)
-                if d > args.tol:
-                    failures.append(f'{key}/{c["name"]}: {field} differs by {d:g}')
+                worst = max(worst, check_field(failures, f'{key}/{c["name"]}/{field}', c[field], rc[field], args.tol))
         aie_ls = ref["categories"]["last_subject_token"]["aie"]
         if abs(np.nanmax(aie_ls) - m["best_last_subject_token"]["aie"]) > args.tol or int(
             np.nanargmax(aie_ls)

@@ -42,6 +42,9 @@ import tempfile
 
 import numpy
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from aie_reference import as_array, check_field  # noqa: E402
+
 CATEGORIES = [
     "first_subject_token",
     "middle_subject_tokens",
@@ -154,17 +157,10 @@ def main():
             if m.get("band", "rome") == "rome":
                 pairs.append(("ci95", band[i]))
             for field, want in pairs:
-                got = numpy.array([numpy.nan if v is None else v for v in c[field]], dtype=numpy.float64)
-                if not numpy.array_equal(numpy.isnan(got), numpy.isnan(want)):
-                    failures.append(f'{m["mediator"]}/{name}: {field} NaN pattern differs')
-                    continue
-                ok = ~numpy.isnan(want)
-                diff = float(numpy.max(numpy.abs(got[ok] - want[ok]))) if ok.any() else 0.0
-                worst = max(worst, diff)
-                if diff > args.tol:
-                    failures.append(f'{m["mediator"]}/{name}: {field} differs from ROME by {diff:.3g}')
+                label = f'{m["mediator"]}/{name}/{field} vs ROME'
+                worst = max(worst, check_field(failures, label, c[field], want, args.tol))
             if "aie_rows" in c:
-                rows = numpy.array([numpy.nan if v is None else v for v in c["aie_rows"]], dtype=numpy.float64)
+                rows = as_array(c["aie_rows"])
                 ok = ~numpy.isnan(rows) & ~numpy.isnan(aie[i])
                 if ok.any():
                     per_row_gap = max(per_row_gap, float(numpy.max(numpy.abs(rows[ok] - aie[i][ok]))))

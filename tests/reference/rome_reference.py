@@ -117,6 +117,18 @@ def embedding_std(model, tok, subjects):
     return torch.cat(vals).std().item()
 
 
+def last_probs(model, inp, hooks):
+    """Next-token probabilities of every row with `hooks` registered, which
+    are removed afterwards."""
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=inp).logits[:, -1, :].float()
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.softmax(logits, dim=-1)
+
+
 class Tracer:
     def __init__(self, model, tok, samples, noise, seed=1, window=10, convention="resid_post"):
         self.m, self.tok, self.S, self.noise, self.seed = model, tok, samples, noise, seed
@@ -170,13 +182,7 @@ class Tracer:
             hooks.append(self.mods[n].register_forward_hook(out_hook(n)))
         for n in {n for (n, w) in by_mod if w == "in"}:
             hooks.append(self.mods[n].register_forward_pre_hook(in_hook(n), with_kwargs=True))
-        try:
-            with torch.no_grad():
-                logits = self.m(input_ids=inp).logits[:, -1, :].float()
-        finally:
-            for h in hooks:
-                h.remove()
-        return torch.softmax(logits, dim=-1), recorded
+        return last_probs(self.m, inp, hooks), recorded
 
     def trace(self, prompt, subject, mediators=MEDIATORS):
         ids = self.tok(prompt)["input_ids"]
@@ -249,13 +255,8 @@ def repatch_run(tr, ids, b, e, restore, unpatch):
         hooks = [tr.mods[tr.emb_name].register_forward_hook(embed_hook)]
         watched = {n for _, n in unpatch} if first_pass else mods
         hooks += [tr.mods[n].register_forward_hook(hook(n, first_pass)) for n in watched]
-        try:
-            with torch.no_grad():
-                logits = tr.m(input_ids=inp).logits[:, -1, :].float()
-        finally:
-            for h in hooks:
-                h.remove()
-    return torch.softmax(logits, dim=-1)
+        probs = last_probs(tr.m, inp, hooks)
+    return probs
 
 
 def notebook_severing(tr, prompt, subject):
@@ -338,7 +339,8 @@ REAL_MODELS = {
 }
 
 
-def real_model(name):
+def load_real(name):
+    """(model, tokenizer, known_1000, embedding std over its subjects, path) of a real model's GGUF."""
     import glob
     row = REAL_MODELS[name]
     gguf = sorted(glob.glob(os.path.join(ROOT, "models", "*.gguf")))
@@ -351,7 +353,12 @@ def real_model(name):
     model = tf.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
                                                     dtype=torch.float32, attn_implementation="eager").eval()
     tok = tf.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
-    std = embedding_std(model, tok, [k["subject"] for k in known])
+    return model, tok, known, embedding_std(model, tok, [k["subject"] for k in known]), path
+
+
+def real_model(name):
+    model, tok, known, std, path = load_real(name)
+    row = REAL_MODELS[name]
     golden = {"model": os.path.basename(path), "samples": SMOLLM_SAMPLES, "window": 10, "seed": 1, "noise_std_multiple": 3,
               "embedding_std": std, "noise_level": 3 * std, "facts": []}
     tr = Tracer(model, tok, samples=SMOLLM_SAMPLES, noise=3 * std, window=10)
@@ -374,15 +381,7 @@ def one_fact(name, prompt, subject, knowtrace_json=None):
     every known_1000 subject, 10 samples, window 10); with the JSON that
     `knowtrace trace --json` printed for the same fact, the largest cell
     difference per mediator."""
-    import glob
-    row = REAL_MODELS[name]
-    path = [g for g in sorted(glob.glob(os.path.join(ROOT, "models", "*.gguf"))) if row["match"] in os.path.basename(g).lower()][0]
-    data = os.environ.get("KNOWTRACE_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
-    known = json.load(open(os.path.join(data, "known_1000.json")))
-    model = tf.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
-                                                    dtype=torch.float32, attn_implementation="eager").eval()
-    tok = tf.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
-    std = embedding_std(model, tok, [k["subject"] for k in known])
+    model, tok, known, std, _ = load_real(name)
     res = Tracer(model, tok, samples=10, noise=3 * std, window=10).trace(prompt, subject)
     print(f"noise level {3 * std:.6f} (3 x std of {len(known)} known_1000 subjects); answer {res['answer']!r}"
           f" high {res['high_score']:.6f} low {res['low_score']:.6f}")
