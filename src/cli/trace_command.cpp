@@ -17,7 +17,7 @@
 #include "pipeline/dataset.h"
 #include "pipeline/pipeline.h"
 #include "report/plots.h"
-#include "trace/fast_engine.h"
+#include "trace/engine.h"
 #include "trace/result_store.h"
 #include "trace/tracer.h"
 #include "util/error.h"
@@ -61,8 +61,7 @@ void print_table(const FactTrace& f, const MediatorTrace& m) {
 void run_trace(TraceArgs a) {
   a.formats.erase(std::remove(a.formats.begin(), a.formats.end(), std::string()), a.formats.end());
   for (const auto& f : a.formats) parse_image_format(f);
-  if (a.engine != "fast" && a.engine != "reference")
-    throw Error("--engine '" + a.engine + "' is not one of fast, reference");
+  parse_engine(a.engine);
   // Every flag's text is checked before the model loads.
   make_trace_settings(a.samples, 1, a.convention, a.mediators, a.noise, a.seed, a.replace, a.severing);
   LoadOptions o;
@@ -96,17 +95,14 @@ void run_trace(TraceArgs a) {
   if (!a.expect.empty()) expect = a.expect;
   const bool tty = isatty(fileno(stderr));
   auto t0 = std::chrono::steady_clock::now();
-  FactTrace f;
-  if (a.engine == "fast") {
-    FastOptions fo;
-    fo.max_batch_tokens = a.max_batch_tokens;
-    f = trace_fact_fast(*model, a.prompt, a.subject, s, expect, fo);
-  } else {
-    f = trace_fact_reference(*model, a.prompt, a.subject, s, expect, [&](int64_t done, int64_t total) {
-      if (tty && (done % 10 == 0 || done == total))
-        std::fprintf(stderr, "\rtracing: %lld/%lld restorations", (long long)done, (long long)total);
-    });
-  }
+  EngineOptions eo;
+  eo.engine = parse_engine(a.engine);
+  eo.max_batch_tokens = a.max_batch_tokens;
+  eo.progress = [&](int64_t done, int64_t total) {
+    if (tty && (done % 10 == 0 || done == total))
+      std::fprintf(stderr, "\rtracing: %lld/%lld restorations", (long long)done, (long long)total);
+  };
+  FactTrace f = trace_fact(*model, a.prompt, a.subject, s, expect, eo);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (tty) std::fprintf(stderr, "\n");
   std::vector<std::string> written;

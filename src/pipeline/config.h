@@ -41,7 +41,8 @@ struct RunConfig {
   int64_t limit = 0;                      // 0 = no limit: at most this many kept facts are traced
   std::vector<std::string> facts;         // subset of fact ids (empty = all)
   bool save_states = false;               // also store every site's clean/corrupted values (float16)
-  std::string engine = "reference";       // reference (ROME's loop, the oracle) | fast (same numbers to fp32 rounding)
+  std::string engine = "fast";            // fast (the default of every command) | reference (ROME's loop, the
+                                          // oracle): the same numbers to fp32 rounding
   int64_t max_batch_tokens = 0;           // fast engine: live tokens per sweep (0 = unlimited)
   std::vector<std::string> formats = {"png", "pdf", "svg"};
   std::vector<std::string> stages = {"filter", "trace", "aggregate", "plot"};

@@ -17,7 +17,7 @@
 #include "model/model.h"
 #include "pipeline/cluster.h"
 #include "pipeline/stages.h"
-#include "trace/fast_engine.h"
+#include "trace/engine.h"
 #include "trace/noise.h"
 #include "trace/result_store.h"
 #include "trace/subject.h"
@@ -529,17 +529,16 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
       try {
         validate_fact(*model, v.prompt, v.subject, s);
         const FactAnswer answer = filter_answer(v, cfg.filter);
-        if (cfg.engine == "fast") {
-          // One sweep per fact: a SIGINT lets the current fact finish.
-          FastOptions fo;
-          fo.max_batch_tokens = cfg.max_batch_tokens;
-          f = trace_fact_fast(*model, v.prompt, v.subject, s, answer, fo);
-        } else {
-          f = trace_fact_reference(*model, v.prompt, v.subject, s, answer, [&](int64_t done, int64_t total) {
-            if (stop_requested()) throw Interrupted{};
-            progress.partial(static_cast<double>(done) / static_cast<double>(std::max<int64_t>(total, 1)));
-          });
-        }
+        // The fast engine runs a fact in one sweep: a SIGINT lets it finish;
+        // the reference engine stops between restorations.
+        EngineOptions eo;
+        eo.engine = parse_engine(cfg.engine);
+        eo.max_batch_tokens = cfg.max_batch_tokens;
+        eo.progress = [&](int64_t done, int64_t total) {
+          if (stop_requested()) throw Interrupted{};
+          progress.partial(static_cast<double>(done) / static_cast<double>(std::max<int64_t>(total, 1)));
+        };
+        f = trace_fact(*model, v.prompt, v.subject, s, answer, eo);
       } catch (const Interrupted&) {
         rep.interrupted = true;
         break;

@@ -15,7 +15,7 @@
 #include "model/model.h"
 #include "pipeline/config.h"
 #include "pipeline/pipeline.h"
-#include "trace/fast_engine.h"
+#include "trace/engine.h"
 #include "trace/result_store.h"
 #include "trace/tracer.h"
 #include "util/error.h"
@@ -158,8 +158,10 @@ class PyModel {
                  int64_t samples, const std::string& noise, uint32_t seed, bool replace, int64_t window,
                  const std::string& convention, const std::string& severing, const std::optional<std::string>& expect,
                  const std::string& noise_subjects, const std::string& engine, int64_t max_batch_tokens) const {
-    if (engine != "fast" && engine != "reference")
-      throw kt::Error("trace: engine '" + engine + "' is not one of fast, reference");
+    kt::EngineOptions eo;
+    eo.engine = kt::parse_engine(engine);
+    eo.max_batch_tokens = max_batch_tokens;
+    eo.poll = poll_python;
     const int64_t L = model_->config().n_layers;
     kt::TraceSettings s = kt::make_trace_settings(samples, std::min(window, L), convention, mediators, noise, seed,
                                                   replace, severing);
@@ -167,16 +169,7 @@ class PyModel {
     {
       py::gil_scoped_release nogil;
       kt::resolve_noise_from_dataset(s, *model_, noise_subjects);
-      kt::FactAnswer answer(expect);
-      if (engine == "fast") {
-        kt::FastOptions fo;
-        fo.max_batch_tokens = max_batch_tokens;
-        fo.poll = poll_python;
-        f = kt::trace_fact_fast(*model_, prompt, subject, s, answer, fo);
-      } else {
-        f = kt::trace_fact_reference(*model_, prompt, subject, s, answer,
-                                     [](int64_t done, int64_t) { if (done % 16 == 0) poll_python(); });
-      }
+      f = kt::trace_fact(*model_, prompt, subject, s, kt::FactAnswer(expect), eo);
     }
     py::dict out;
     for (const auto& m : f.traces) {

@@ -18,6 +18,21 @@ inline int64_t site_index(const Site& s, int64_t L) {
   return s.kind == SiteKind::Embed ? 0 : 1 + static_cast<int64_t>(s.kind) * L + s.layer;
 }
 
+// One traced cell (mediator, token t, layer l), the one description both
+// engines read: the corrupted run it starts from, the sites that take their
+// clean value at token t, and the sites frozen at token t to the value the
+// fact's corrupted run (first noise draw) gave them. The reference engine
+// turns it into hooks; the fast engine derives its start layer and its
+// substitutions from it.
+struct CellPlan {
+  Mediator mediator = Mediator::Hidden;
+  int64_t t = 0, l = 0;
+  int base = 0;               // 0: the corrupted run; 1: the second draw's (ROME's notebook severing)
+  std::vector<Site> clean;    // at token t
+  std::vector<Site> frozen;   // at token t, from run 0
+};
+CellPlan plan_cell(Mediator m, int64_t t, int64_t l, const TraceSettings& s, int64_t L);
+
 struct PreparedFact {
   FactTrace trace;                 // ids, tokens, subject range, answer, high score filled
   std::vector<at::Tensor> clean;   // [1, T, d] per site_index

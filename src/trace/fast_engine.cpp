@@ -41,54 +41,47 @@ void tune_malloc_once() {
 // What a restoration does to the value at its token in layer k.
 enum class Sub : uint8_t { None, Clean, Corrupted };
 
-// One cell (mediator, token t, layer l) of a trace, as a computation that
-// starts at layer `start` from the residual of corrupted run `base`, puts
-// the clean residual back at t as the input of block `restore_at` (-1:
-// never), and substitutes attention / MLP outputs at t.
+// A cell's plan (detail::CellPlan) as this engine computes it: starting
+// at layer `start` from the residual of corrupted run `base`, putting the
+// clean residual back at t as the input of block `restore_at` (-1: never),
+// and substituting attention / MLP outputs at t layer by layer.
 struct Restoration {
   size_t mediator_slot;
-  Mediator mediator;
   int64_t t, l;
-  int64_t start;
+  int64_t start = 0;
   int64_t restore_at = -1;
-  int base = 0;  // 0: the corrupted run; 1: the second noise draw's (ROME's notebook severing)
-  int64_t window_lo = 0, window_hi = 0;
+  int base = 0;
+  std::vector<Sub> attn_sub, mlp_sub;  // [layers]
   double score = 0;
-
-  // Frozen values come from the first draw's run; below `start` the
-  // computation is that run itself, so nothing needs freezing there.
-  Sub attn(int64_t k) const {
-    if (mediator == Mediator::Attn) return k >= window_lo && k < window_hi ? Sub::Clean : Sub::None;
-    if (mediator == Mediator::HiddenAttnSevered) return k >= start ? Sub::Corrupted : Sub::None;
-    return Sub::None;
-  }
-  Sub mlp(int64_t k) const {
-    if (mediator == Mediator::Mlp) return k >= window_lo && k < window_hi ? Sub::Clean : Sub::None;
-    if (mediator == Mediator::HiddenMlpSevered) return k >= start ? Sub::Corrupted : Sub::None;
-    return Sub::None;
-  }
+  Sub attn(int64_t k) const { return attn_sub[static_cast<size_t>(k)]; }
+  Sub mlp(int64_t k) const { return mlp_sub[static_cast<size_t>(k)]; }
 };
 
-Restoration plan(size_t slot, Mediator m, int64_t t, int64_t l, const TraceSettings& s, int64_t L) {
-  Restoration r{slot, m, t, l, 0};
-  const bool post = s.convention == HiddenConvention::ResidPost;
-  switch (m) {
-    case Mediator::Hidden:
-    case Mediator::HiddenAttnSevered:
-    case Mediator::HiddenMlpSevered:
-      // Restoring resid_post(l) is restoring the input of block l + 1.
-      r.start = r.restore_at = post ? l + 1 : l;
-      // ROME's notebook: the second draw's run, with the first draw's values
-      // frozen at t in every layer, below the restored one too.
-      if (s.notebook_severing(m)) r.start = 0, r.base = 1;
-      break;
-    case Mediator::Mlp:
-    case Mediator::Attn:
-      r.window_lo = std::max<int64_t>(0, l - s.window / 2);
-      r.window_hi = std::min<int64_t>(L, l + (s.window + 1) / 2);
-      r.start = r.window_lo;
-      break;
+// The first layer where a cell's computation leaves its base run: its
+// restored residual, its first clean attention / MLP output, or (on the
+// second draw's run only) its first frozen value. Frozen values of the
+// cell's own base run change nothing below that layer, so they are
+// substituted from it on only.
+Restoration from_plan(size_t slot, const detail::CellPlan& plan, int64_t L) {
+  Restoration r{slot, plan.t, plan.l};
+  r.base = plan.base;
+  r.attn_sub.assign(static_cast<size_t>(L), Sub::None);
+  r.mlp_sub.assign(static_cast<size_t>(L), Sub::None);
+  int64_t start = L;
+  for (const Site& s : plan.clean) {
+    if (s.kind == SiteKind::ResidPost || s.kind == SiteKind::ResidPre) {
+      r.restore_at = s.kind == SiteKind::ResidPost ? s.layer + 1 : s.layer;
+      start = std::min(start, r.restore_at);
+    } else {
+      (s.kind == SiteKind::Attn ? r.attn_sub : r.mlp_sub)[static_cast<size_t>(s.layer)] = Sub::Clean;
+      start = std::min(start, s.layer);
+    }
   }
+  if (plan.base != 0)
+    for (const Site& s : plan.frozen) start = std::min(start, s.layer);
+  r.start = start;
+  for (const Site& s : plan.frozen)
+    if (s.layer >= start) (s.kind == SiteKind::Attn ? r.attn_sub : r.mlp_sub)[static_cast<size_t>(s.layer)] = Sub::Corrupted;
   return r;
 }
 
@@ -323,7 +316,7 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
   std::vector<Restoration> all;
   for (size_t mi = 0; mi < st.mediators.size(); ++mi)
     for (int64_t t = b; t < T; ++t)
-      for (int64_t l = 0; l < L; ++l) all.push_back(plan(mi, st.mediators[mi], t, l, st, L));
+      for (int64_t l = 0; l < L; ++l) all.push_back(from_plan(mi, detail::plan_cell(st.mediators[mi], t, l, st, L), L));
 
   // Chunks bounded by live tokens (each restoration holds S x (T - t)).
   std::vector<std::vector<Restoration*>> chunks(1);

@@ -62,25 +62,20 @@ void validate_fact(const Model& model, const std::string& prompt, const std::str
                 std::to_string(model.config().max_positions));
 }
 
-namespace {
+namespace detail {
 
-// Which sites a cell (t, l) of a mediator restores, and which it freezes at
-// their corrupted values.
-struct CellPlan {
-  std::vector<Site> restore;
-  std::vector<Site> freeze;
-};
-
-CellPlan plan_cell(Mediator m, int64_t l, const TraceSettings& s, int64_t L) {
+CellPlan plan_cell(Mediator m, int64_t t, int64_t l, const TraceSettings& s, int64_t L) {
   CellPlan p;
+  p.mediator = m, p.t = t, p.l = l;
   const SiteKind hidden = s.convention == HiddenConvention::ResidPost ? SiteKind::ResidPost : SiteKind::ResidPre;
   switch (m) {
-    case Mediator::Hidden: p.restore.push_back({hidden, l}); break;
+    case Mediator::Hidden: p.clean.push_back({hidden, l}); break;
     case Mediator::HiddenAttnSevered:
     case Mediator::HiddenMlpSevered: {
-      p.restore.push_back({hidden, l});
+      p.clean.push_back({hidden, l});
       const SiteKind frozen = m == Mediator::HiddenAttnSevered ? SiteKind::Attn : SiteKind::Mlp;
-      for (int64_t k = 0; k < L; ++k) p.freeze.push_back({frozen, k});
+      for (int64_t k = 0; k < L; ++k) p.frozen.push_back({frozen, k});
+      if (s.notebook_severing(m)) p.base = 1;
       break;
     }
     case Mediator::Mlp:
@@ -88,16 +83,12 @@ CellPlan plan_cell(Mediator m, int64_t l, const TraceSettings& s, int64_t L) {
       // ROME's window: [l - W//2, l + ceil(W/2)) clipped to the layers.
       const int64_t lo = std::max<int64_t>(0, l - s.window / 2);
       const int64_t hi = std::min<int64_t>(L, l + (s.window + 1) / 2);
-      for (int64_t k = lo; k < hi; ++k) p.restore.push_back({m == Mediator::Mlp ? SiteKind::Mlp : SiteKind::Attn, k});
+      for (int64_t k = lo; k < hi; ++k) p.clean.push_back({m == Mediator::Mlp ? SiteKind::Mlp : SiteKind::Attn, k});
       break;
     }
   }
   return p;
 }
-
-}  // namespace
-
-namespace detail {
 
 PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
                           const TraceSettings& st, const FactAnswer& answer) {
@@ -210,14 +201,12 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
     auto acc = scores.accessor<double, 2>();
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t l = 0; l < L; ++l) {
-        CellPlan plan = plan_cell(m, l, st, L);
+        const detail::CellPlan plan = detail::plan_cell(m, t, l, st, L);
         std::vector<char> restore(1 + 5 * L, 0), freeze(1 + 5 * L, 0);
-        for (const Site& s : plan.restore) restore[site_index(s, L)] = 1;
-        for (const Site& s : plan.freeze) freeze[site_index(s, L)] = 1;
-        // ROME's notebook severing scores a pass corrupted with the second draw.
-        const bool second = st.notebook_severing(m);
+        for (const Site& s : plan.clean) restore[site_index(s, L)] = 1;
+        for (const Site& s : plan.frozen) freeze[site_index(s, L)] = 1;
         SiteHook hook = [&](const Site& s, at::Tensor& v) {
-          if (s.kind == SiteKind::Embed) return detail::corrupt_embeddings(v, p, st, second);
+          if (s.kind == SiteKind::Embed) return detail::corrupt_embeddings(v, p, st, plan.base == 1);
           const int64_t i = site_index(s, L);
           const at::Tensor* src = restore[i] ? &clean[i] : freeze[i] ? &corrupted[i] : nullptr;
           if (!src) return;

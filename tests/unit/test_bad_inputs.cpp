@@ -867,7 +867,7 @@ TEST(BadCommandLine, ModelCommandFlags) {
       {{"predict", "--model", model, "--prompt", ""}, {"--prompt: the prompt encodes to no tokens"}},
       {{"predict", "--model", model, "--prompt", long_prompt}, {"input has ", " tokens, more than the model's context of 128"}},
       {{"trace", "--model", model, "--prompt", "The Eiffel Tower is in", "--subject", "Eiffel", "--engine", "turbo"},
-       {"--engine 'turbo' is not one of fast, reference"}},
+       {"engine 'turbo' is not one of fast, reference"}},
       {{"predict", "--model", (cwd / "nowhere").string(), "--prompt", "x"}, {(cwd / "nowhere").string() + ": no such file or directory"}},
   };
   for (const auto& [args, needles] : cases) {
