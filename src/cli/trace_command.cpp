@@ -13,8 +13,6 @@
 
 #include "cli/commands.h"
 #include "model/model.h"
-#include "pipeline/config.h"
-#include "pipeline/dataset.h"
 #include "pipeline/pipeline.h"
 #include "report/plots.h"
 #include "trace/engine.h"

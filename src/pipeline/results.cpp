@@ -8,7 +8,6 @@
 #include <set>
 #include <sstream>
 
-#include "io/npz.h"
 #include "pipeline/stages.h"
 #include "report/plots.h"
 #include "util/crash_point.h"
@@ -157,7 +156,7 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
   int64_t missing = 0, invalid = 0;
   for (const auto& v : kept) {
     for (const auto& m : cfg.mediators) {
-      const std::string path = (fs::path(dir) / "traces" / (v.id + "_" + m + ".npz")).string();
+      const std::string path = trace_file_name((fs::path(dir) / "traces").string(), v.id, m);
       if (!fs::exists(path)) {
         ++missing;
         continue;

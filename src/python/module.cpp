@@ -171,21 +171,24 @@ class PyModel {
       kt::resolve_noise_from_dataset(s, *model_, noise_subjects);
       f = kt::trace_fact(*model_, prompt, subject, s, kt::FactAnswer(expect), eo);
     }
+    // The stored record's fields (window, kind, ...) come from the one
+    // conversion the .npz files use.
+    const std::string fingerprint = kt::trace_fingerprint(*model_, s);
     py::dict out;
     for (const auto& m : f.traces) {
-      const bool windowed = m.mediator == kt::Mediator::Mlp || m.mediator == kt::Mediator::Attn;
+      const kt::TraceRecord rec = kt::trace_record(f, m, s, fingerprint);
       py::dict r;
       r["scores"] = m.scores.clone();
-      r["low_score"] = f.low_score;
-      r["high_score"] = at::scalar_tensor(f.high_score, at::kDouble);
-      r["input_ids"] = at::tensor(std::vector<int64_t>(f.input_ids.begin(), f.input_ids.end()), at::kLong);
-      r["input_tokens"] = f.input_tokens;
-      r["subject_range"] = py::make_tuple(f.subject_begin, f.subject_end);
-      r["answer"] = f.answer;
-      r["window"] = windowed ? s.window : int64_t{1};
-      r["correct_prediction"] = f.correct_prediction;
-      r["kind"] = kt::rome_kind(kt::mediator_name(m.mediator));
-      out[py::str(kt::mediator_name(m.mediator))] = r;
+      r["low_score"] = rec.low_score;
+      r["high_score"] = at::scalar_tensor(rec.high_score, at::kDouble);
+      r["input_ids"] = at::tensor(rec.input_ids, at::kLong);
+      r["input_tokens"] = rec.tokens;
+      r["subject_range"] = py::make_tuple(rec.subject_begin, rec.subject_end);
+      r["answer"] = rec.answer;
+      r["window"] = rec.window;
+      r["correct_prediction"] = rec.correct_prediction;
+      r["kind"] = kt::rome_kind(rec.mediator);
+      out[py::str(rec.mediator)] = r;
     }
     py::dict meta;
     meta["answer_id"] = f.answer_id;
@@ -193,7 +196,7 @@ class PyModel {
     meta["noise_source"] = s.noise.source;
     meta["samples"] = s.samples;
     meta["correct_rule"] = f.correct_rule;
-    meta["fingerprint"] = kt::trace_fingerprint(*model_, s);
+    meta["fingerprint"] = fingerprint;
     out["_meta"] = meta;
     return out;
   }
