@@ -288,7 +288,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::T
 }
 
 at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in,
-                         int64_t q_pos0) const {
+                         int64_t q_pos0, const at::Tensor& blocked) const {
   const int64_t B = q.size(0), Tq = q.size(2), Tk = k_in.size(2), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads;
   at::Tensor k = k_in, v = v_in;
   if (nkv != nh) {
@@ -307,6 +307,7 @@ at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k_in,
   at::Tensor kpos = at::arange(Tk, opts).unsqueeze(0);
   at::Tensor hidden = kpos > qpos;
   if (cfg_.is_sliding(l)) hidden = at::logical_or(hidden, kpos <= qpos - cfg_.sliding_window);
+  if (blocked.defined()) hidden = at::logical_or(hidden, blocked);
   scores.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
   at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type());
   return at::matmul(probs, v).transpose(1, 2).reshape({B, Tq, nh * cfg_.head_dim});
@@ -354,11 +355,19 @@ at::Tensor Model::embed(const at::Tensor& ids) const {
   return x;
 }
 
-at::Tensor Model::forward(const at::Tensor& ids_in, const SiteHook& hook, bool last_only) const {
+at::Tensor Model::forward(const at::Tensor& ids, const SiteHook& hook, bool last_only,
+                          const AttentionBlock& blocked) const {
+  if (last_only) return forward_tail(ids, 1, hook, blocked).select(1, 0);
+  return forward_tail(ids, ids.dim() == 2 ? ids.size(1) : 0, hook, blocked);
+}
+
+at::Tensor Model::forward_tail(const at::Tensor& ids_in, int64_t n, const SiteHook& hook,
+                               const AttentionBlock& blocked) const {
   c10::InferenceMode guard;
   if (ids_in.dim() != 2) throw Error("forward: ids must be [batch, tokens]");
   const int64_t T = ids_in.size(1);
   if (T == 0) throw Error("forward: empty input (no tokens)");
+  if (n < 1 || n > T) throw Error("forward: " + std::to_string(n) + " scored positions of " + std::to_string(T));
   if (T > cfg_.max_positions)
     throw Error("input has " + std::to_string(T) + " tokens, more than the model's context of " +
                 std::to_string(cfg_.max_positions));
@@ -376,12 +385,12 @@ at::Tensor Model::forward(const at::Tensor& ids_in, const SiteHook& hook, bool l
         l, x,
         [&](const at::Tensor& h) {
           auto [q, k, v] = qkv(l, h, 0);
-          return attn_out(l, attend(l, q, k, v, 0));
+          return attn_out(l, attend(l, q, k, v, 0, blocked ? blocked(l) : at::Tensor()));
         },
         [&](at::Tensor& a) { at_site(SiteKind::Attn, l, a); }, [&](at::Tensor& m) { at_site(SiteKind::Mlp, l, m); });
     at_site(SiteKind::ResidPost, l, x);
   }
-  if (last_only) x = x.select(1, T - 1);
+  if (n < T) x = x.narrow(1, T - n, n);
   return logits(x);
 }
 

@@ -34,6 +34,11 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b 
 // "onednn", "blas" or "split": which path runs the float32 CPU products.
 const char* fp32_gemm_backend();
 
+// Attention edges a caller removes at a layer (attention knockout): a bool
+// mask broadcastable to [batch, heads, Tq, Tk], true where the query must
+// not see the key, or an undefined tensor for none.
+using AttentionBlock = std::function<at::Tensor(int64_t layer)>;
+
 class Model {
  public:
   // `path`: a Hugging Face checkpoint directory, a .gguf file, or a hub ID
@@ -48,8 +53,13 @@ class Model {
 
   // ids: [batch, tokens] int64 (equal-length rows, no padding). Returns
   // float32 logits [batch, tokens, vocab], or [batch, vocab] for the last
-  // position only. `hook` sees every site in forward order.
-  at::Tensor forward(const at::Tensor& ids, const SiteHook& hook = nullptr, bool last_only = false) const;
+  // position only. `hook` sees every site in forward order; `blocked`
+  // removes attention edges layer by layer.
+  at::Tensor forward(const at::Tensor& ids, const SiteHook& hook = nullptr, bool last_only = false,
+                     const AttentionBlock& blocked = nullptr) const;
+  // Logits [batch, n, vocab] of the last n positions only.
+  at::Tensor forward_tail(const at::Tensor& ids, int64_t n, const SiteHook& hook = nullptr,
+                          const AttentionBlock& blocked = nullptr) const;
 
   // Token embeddings [batch, tokens, hidden] in the compute dtype: the
   // embedding site's value (gemma3's embedding module already scales them).
@@ -66,10 +76,11 @@ class Model {
   // rotated for absolute positions pos0 .. pos0 + T - 1.
   std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv(int64_t layer, const at::Tensor& h, int64_t pos0) const;
   // Causal attention of queries at positions q_pos0.. over keys at 0..Tk-1
-  // (the layer's sliding window, scaling and soft-capping applied);
+  // (the layer's sliding window, scaling and soft-capping applied; then
+  // the edges `blocked` is true for are removed as well);
   // returns [B, Tq, heads * hd] before the output projection.
   at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                    int64_t q_pos0) const;
+                    int64_t q_pos0, const at::Tensor& blocked = {}) const;
   at::Tensor attn_out(int64_t layer, const at::Tensor& o) const;  // output projection
   at::Tensor mlp(int64_t layer, const at::Tensor& h) const;
   at::Tensor logits(const at::Tensor& x) const;  // final norm + head (+ soft-capping), float32

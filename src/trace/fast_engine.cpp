@@ -42,16 +42,20 @@ void tune_malloc_once() {
 enum class Sub : uint8_t { None, Clean, Corrupted };
 
 // A cell's plan (detail::CellPlan) as this engine computes it: starting
-// at layer `start` from the residual of corrupted run `base`, putting the
-// clean residual back at t as the input of block `restore_at` (-1: never),
-// and substituting attention / MLP outputs at t layer by layer.
+// at layer `start` from the residual of run `base`, putting the clean
+// residual back at t as the input of block `restore_at` (-1: never),
+// substituting attention / MLP outputs at t layer by layer, and removing
+// the attention of token t to `blocked_keys` in the layers marked.
 struct Restoration {
   size_t mediator_slot;
   int64_t t, l;
   int64_t start = 0;
   int64_t restore_at = -1;
   int base = 0;
+  bool knockout = false;
   std::vector<Sub> attn_sub, mlp_sub;  // [layers]
+  std::vector<char> blocked;           // [layers]
+  std::vector<int64_t> blocked_keys;
   double score = 0;
   Sub attn(int64_t k) const { return attn_sub[static_cast<size_t>(k)]; }
   Sub mlp(int64_t k) const { return mlp_sub[static_cast<size_t>(k)]; }
@@ -65,9 +69,16 @@ struct Restoration {
 Restoration from_plan(size_t slot, const detail::CellPlan& plan, int64_t L) {
   Restoration r{slot, plan.t, plan.l};
   r.base = plan.base;
+  r.knockout = is_knockout(plan.mediator);
   r.attn_sub.assign(static_cast<size_t>(L), Sub::None);
   r.mlp_sub.assign(static_cast<size_t>(L), Sub::None);
+  r.blocked.assign(static_cast<size_t>(L), 0);
+  r.blocked_keys = plan.blocked_keys;
   int64_t start = L;
+  for (int64_t k : plan.blocked_layers) {
+    r.blocked[static_cast<size_t>(k)] = 1;
+    start = std::min(start, k);
+  }
   for (const Site& s : plan.clean) {
     if (s.kind == SiteKind::ResidPost || s.kind == SiteKind::ResidPre) {
       r.restore_at = s.kind == SiteKind::ResidPost ? s.layer + 1 : s.layer;
@@ -77,7 +88,7 @@ Restoration from_plan(size_t slot, const detail::CellPlan& plan, int64_t L) {
       start = std::min(start, s.layer);
     }
   }
-  if (plan.base != 0)
+  if (plan.base == detail::kSecondDraw)
     for (const Site& s : plan.frozen) start = std::min(start, s.layer);
   r.start = start;
   for (const Site& s : plan.frozen)
@@ -85,20 +96,21 @@ Restoration from_plan(size_t slot, const detail::CellPlan& plan, int64_t L) {
   return r;
 }
 
-// The corrupted run, kept per layer: block inputs, attention / MLP outputs,
-// and keys/values (already rotated) for the positions a restoration reuses.
+// A base run (corrupted, second draw or clean), kept per layer: block
+// inputs, attention / MLP outputs, and keys/values (already rotated) for
+// the positions a restoration reuses.
 struct CorruptedRun {
-  std::vector<at::Tensor> block_in;  // [L + 1] of [S, T, d]; block_in[L] = final residual
+  std::vector<at::Tensor> block_in;  // [L + 1] of [rows, T, d]; block_in[L] = final residual
   std::vector<at::Tensor> attn, mlp, keys, values;
-  double low_score = 0;
+  double low_score = 0;              // its mean metric
+  int64_t rows() const { return block_in[0].size(0); }
 };
 
-CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, const TraceSettings& st,
-                           bool second = false) {
+CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, const TraceSettings& st, int base) {
   const ModelConfig& c = model.config();
   CorruptedRun r;
-  at::Tensor x = model.embed(p.ids_samples);
-  detail::corrupt_embeddings(x, p, st, second);
+  at::Tensor x = model.embed(base == detail::kClean ? p.ids_clean : p.ids_samples);
+  if (base != detail::kClean) detail::corrupt_embeddings(x, p, st, base == detail::kSecondDraw);
   x = model.input_embeddings(x);
   for (int64_t k = 0; k < c.n_layers; ++k) {
     r.block_in.push_back(x);
@@ -112,7 +124,7 @@ CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, co
         [&](at::Tensor& a) { r.attn.push_back(a); }, [&](at::Tensor& m) { r.mlp.push_back(m); });
   }
   r.block_in.push_back(x);
-  r.low_score = detail::answer_probability(model.logits(x.select(1, x.size(1) - 1)), p.trace.answer_id);
+  r.low_score = detail::mean_metric(p, model.logits(x.narrow(1, x.size(1) - p.n_scored, p.n_scored)));
   return r;
 }
 
@@ -130,20 +142,22 @@ struct FlopCounter {
 };
 
 // Restorations that share a restored token and a base run: same live
-// positions t..T-1, same keys/values before t.
+// positions t..T-1, same keys/values before t, same rows per restoration.
 struct Group {
   int64_t t;
   int base = 0;
+  int64_t rows = 1;                   // rows per restoration: the base run's
   std::vector<Restoration*> members;  // sorted by start layer
   size_t active = 0;                  // members[0..active) are being computed
-  at::Tensor h;                       // [active * S, T - t, d]
+  at::Tensor h;                       // [active * rows, T - t, d]
 };
 
-// Writes `value` ([S, d] or [1, d]) at local position 0 of every sample row
+// Writes `value` ([rows, d] or [1, d]) at local position 0 of every row
 // of the group's restorations for which `pick` says Clean / Corrupted.
-void substitute(at::Tensor& packed, int64_t offset, const Group& g, int64_t S, int64_t len,
+void substitute(at::Tensor& packed, int64_t offset, const Group& g, int64_t len,
                 const std::function<Sub(const Restoration&)>& pick, const at::Tensor& clean_t,
                 const at::Tensor& corrupted_t) {
+  const int64_t S = g.rows;
   std::vector<int64_t> rows;
   std::vector<at::Tensor> vals;
   for (size_t i = 0; i < g.active; ++i) {
@@ -157,18 +171,37 @@ void substitute(at::Tensor& packed, int64_t offset, const Group& g, int64_t S, i
   packed.index_copy_(0, idx, at::cat(vals, 0).to(packed.scalar_type()));
 }
 
-// runs[0]: the corrupted run (the frozen values of every severed mediator);
-// runs[1]: the second draw's, when ROME's notebook severing asks for it.
+// The attention edges the group's active members remove at layer k, as a
+// mask [rows, 1, 1, T] for the query at the group's token (undefined: none).
+at::Tensor knockout_mask(const Group& g, int64_t k, int64_t len, int64_t T, at::Device device) {
+  bool any = false;
+  for (size_t i = 0; i < g.active; ++i) any = any || g.members[i]->blocked[static_cast<size_t>(k)];
+  if (!any) return {};
+  at::Tensor mask = at::zeros({static_cast<int64_t>(g.active) * g.rows, 1, len, T}, at::kBool);
+  auto acc = mask.accessor<bool, 4>();
+  for (size_t i = 0; i < g.active; ++i) {
+    const Restoration& r = *g.members[i];
+    if (!r.blocked[static_cast<size_t>(k)]) continue;
+    for (int64_t j = 0; j < g.rows; ++j)
+      for (int64_t key : r.blocked_keys) acc[static_cast<int64_t>(i) * g.rows + j][0][0][key] = true;
+  }
+  return mask.to(device);
+}
+
+// runs[base]: the corrupted run (the frozen values of every severed
+// mediator), the second draw's (ROME's notebook severing), the clean run
+// (knockouts); absent ones are null.
 void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<const CorruptedRun*>& runs,
-           std::vector<Restoration*>& chunk, int64_t S, FlopCounter& flops, const std::function<void()>& poll) {
+           std::vector<Restoration*>& chunk, FlopCounter& flops, const std::function<void()>& poll) {
   const ModelConfig& c = model.config();
-  const int64_t L = c.n_layers, T = static_cast<int64_t>(p.trace.input_ids.size()), d = c.hidden;
-  const CorruptedRun& cr = *runs[0];
+  const int64_t L = c.n_layers, T = p.run_tokens(), d = c.hidden, n = p.n_scored;
+  const CorruptedRun& cr = *runs[detail::kCorrupted];
   std::map<std::pair<int64_t, int>, Group> groups;
   for (Restoration* r : chunk) groups[{r->t, r->base}].members.push_back(r);
   for (auto& [key, g] : groups) {
     g.t = key.first;
     g.base = key.second;
+    g.rows = runs[static_cast<size_t>(g.base)]->rows();
     std::stable_sort(g.members.begin(), g.members.end(),
                      [](const Restoration* a, const Restoration* b) { return a->start < b->start; });
   }
@@ -187,7 +220,7 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
       const int64_t t = g.t;
       std::vector<at::Tensor> fresh;
       while (g.active < g.members.size() && g.members[g.active]->start == k) {
-        fresh.push_back(runs[g.base]->block_in[k].narrow(1, t, T - t).clone());
+        fresh.push_back(runs[static_cast<size_t>(g.base)]->block_in[k].narrow(1, t, T - t).clone());
         ++g.active;
       }
       if (!fresh.empty()) {
@@ -196,7 +229,7 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
       }
       for (size_t i = 0; i < g.active; ++i)
         if (g.members[i]->restore_at == k)
-          g.h.narrow(0, static_cast<int64_t>(i) * S, S).select(1, 0).copy_(clean_block_in(k, t).expand({S, d}));
+          g.h.narrow(0, static_cast<int64_t>(i) * g.rows, g.rows).select(1, 0).copy_(clean_block_in(k, t).expand({g.rows, d}));
     }
   };
 
@@ -218,22 +251,22 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
     }
     at::Tensor x = at::cat(parts, 0);
     flops.tokens(n_tok);
-    // Attention of each group over its own live tokens, with the corrupted
+    // Attention of each group over its own live tokens, with the base
     // run's keys/values of the positions before them.
     auto attention = [&](const at::Tensor& h1) {
       std::vector<at::Tensor> outs;
       for (size_t gi = 0; gi < live.size(); ++gi) {
         Group& g = *live[gi];
-        const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * S;
+        const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * g.rows;
         auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
         if (g.t > 0) {
           const int64_t reps = static_cast<int64_t>(g.active);
-          const CorruptedRun& base = *runs[g.base];
+          const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
           kk = at::cat({base.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
           v = at::cat({base.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
         }
         flops.attention(rows, len, T);
-        outs.push_back(model.attend(k, q, kk, v, g.t).reshape({rows * len, -1}));
+        outs.push_back(model.attend(k, q, kk, v, g.t, knockout_mask(g, k, len, T, q.device())).reshape({rows * len, -1}));
       }
       return model.attn_out(k, at::cat(outs, 0));
     };
@@ -241,44 +274,60 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
         k, x, attention,
         [&](at::Tensor& a) {
           for (size_t gi = 0; gi < live.size(); ++gi)
-            substitute(a, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.attn(k); },
+            substitute(a, offsets[gi], *live[gi], T - live[gi]->t, [k](const Restoration& r) { return r.attn(k); },
                        clean_at(SiteKind::Attn, k, live[gi]->t), cr.attn[k].select(1, live[gi]->t));
         },
         [&](at::Tensor& m) {
           for (size_t gi = 0; gi < live.size(); ++gi)
-            substitute(m, offsets[gi], *live[gi], S, T - live[gi]->t, [k](const Restoration& r) { return r.mlp(k); },
+            substitute(m, offsets[gi], *live[gi], T - live[gi]->t, [k](const Restoration& r) { return r.mlp(k); },
                        clean_at(SiteKind::Mlp, k, live[gi]->t), cr.mlp[k].select(1, live[gi]->t));
         });
     for (size_t gi = 0; gi < live.size(); ++gi) {
       Group& g = *live[gi];
       const int64_t len = T - g.t;
-      g.h = x.narrow(0, offsets[gi], static_cast<int64_t>(g.active) * S * len).view({-1, len, d});
+      g.h = x.narrow(0, offsets[gi], static_cast<int64_t>(g.active) * g.rows * len).view({-1, len, d});
     }
   }
   start_members(L);  // restorations of the last block's output
 
-  // Scores: the last position of every row, through the head in slices
+  // Scores: the scored positions of every row, through the head in slices
   // (the vocabulary makes these logits the largest tensor of a trace).
   std::vector<at::Tensor> last;
   std::vector<Restoration*> order;
+  std::vector<int64_t> row_counts;
+  bool knockouts = false;
   for (auto& [key, g] : groups) {
-    last.push_back(g.h.select(1, T - 1 - g.t));
+    last.push_back(g.h.narrow(1, T - n - g.t, n));
     order.insert(order.end(), g.members.begin(), g.members.end());
+    row_counts.insert(row_counts.end(), g.members.size(), g.rows);
+    knockouts = knockouts || g.base == detail::kClean;
   }
-  at::Tensor final_rows = at::cat(last, 0);
+  at::Tensor final_rows = at::cat(last, 0);  // [rows, n, d]
   // Slices of about 2^26 logits (256 MB in float32, and as much again for
-  // the softmax): 1360 rows for a 49k vocabulary, 250 for Gemma's 262k.
-  const int64_t slice = std::max<int64_t>(S, ((int64_t{1} << 26) / c.vocab_size / S) * S);
-  std::vector<at::Tensor> probs;
+  // the softmax): 1360 rows for a 49k vocabulary, 250 for Gemma's 262k;
+  // half as many when the metric works in float64.
+  const int64_t budget = p.scorer.needs_float64() || n > 1 ? int64_t{1} << 25 : int64_t{1} << 26;
+  const int64_t slice = std::max<int64_t>(1, budget / (c.vocab_size * n));
+  std::vector<at::Tensor> metric, prob;
   for (int64_t i = 0; i < final_rows.size(0); i += slice) {
-    at::Tensor lg = model.logits(final_rows.narrow(0, i, std::min(slice, final_rows.size(0) - i)));
-    // clone(): a view would keep the whole [rows, vocab] softmax alive.
-    probs.push_back(at::softmax(lg, -1).select(1, p.trace.answer_id).clone());
+    const at::Tensor lg = model.logits(final_rows.narrow(0, i, std::min(slice, final_rows.size(0) - i)));
+    metric.push_back(p.scorer.rows(lg));
+    if (knockouts) prob.push_back(p.scorer.prob_rows(lg));
   }
-  flops.head(final_rows.size(0));
-  at::Tensor per = at::cat(probs, 0).view({-1, S}).to(at::kDouble).mean(1).cpu();
-  auto acc = per.accessor<double, 1>();
-  for (size_t i = 0; i < order.size(); ++i) order[i]->score = acc[static_cast<int64_t>(i)];
+  flops.head(final_rows.size(0) * n);
+  const at::Tensor per = at::cat(metric, 0).cpu();
+  const at::Tensor per_prob = knockouts ? at::cat(prob, 0).cpu() : at::Tensor();
+  int64_t row = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const int64_t R = row_counts[i];
+    if (order[i]->knockout) {
+      const double pk = per_prob.narrow(0, row, R).mean().item<double>();
+      order[i]->score = (pk - p.clean_prob) / p.clean_prob;
+    } else {
+      order[i]->score = per.narrow(0, row, R).mean().item<double>();
+    }
+    row += R;
+  }
 }
 
 }  // namespace
@@ -291,38 +340,44 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
   detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, answer);
   FactTrace& f = p.trace;
   const ModelConfig& c = model.config();
-  const int64_t L = c.n_layers, S = st.samples, T = static_cast<int64_t>(f.input_ids.size());
-  const int64_t b = f.subject_begin;
+  const int64_t L = c.n_layers, S = p.samples, T = p.prompt_tokens(), T_run = p.run_tokens();
   FlopCounter flops{c};
+  auto count_run = [&](int64_t rows) {
+    flops.tokens(rows * T_run);
+    flops.attention(rows, T_run, T_run);
+    flops.head(rows * p.n_scored);
+  };
 
-  CorruptedRun cr = run_corrupted(model, p, st);
-  f.low_score = cr.low_score;
-  flops.tokens(S * T);
-  flops.attention(S, T, T);
-  flops.head(S);
-  std::vector<const CorruptedRun*> runs = {&cr};
-  CorruptedRun second;
-  if (p.noise_second.defined()) {
-    second = run_corrupted(model, p, st, /*second=*/true);
-    runs.push_back(&second);
-    flops.tokens(S * T);
-    flops.attention(S, T, T);
-    flops.head(S);
-  }
-
-  // Cells before the subject equal their base run: score = its low score
-  // (the second draw's for ROME's notebook severing: token t < b is clean
-  // in both draws, so freezing and restoring it change nothing).
   std::vector<Restoration> all;
   for (size_t mi = 0; mi < st.mediators.size(); ++mi)
-    for (int64_t t = b; t < T; ++t)
-      for (int64_t l = 0; l < L; ++l) all.push_back(from_plan(mi, detail::plan_cell(st.mediators[mi], t, l, st, L), L));
+    // Cells before the first changed token equal their base run: score =
+    // its low score (the second draw's for ROME's notebook severing: token
+    // t < b is clean in both draws, so freezing and restoring it change
+    // nothing). Knockouts have one cell per layer.
+    for (const auto& [t, l] : detail::mediator_cells(st.mediators[mi], p.first_changed, T, L))
+      all.push_back(from_plan(mi, detail::plan_cell(st.mediators[mi], t, l, st, L, f), L));
 
-  // Chunks bounded by live tokens (each restoration holds S x (T - t)).
+  std::vector<const CorruptedRun*> runs(3, nullptr);
+  CorruptedRun cr = run_corrupted(model, p, st, detail::kCorrupted), second, clean;
+  f.low_score = cr.low_score;
+  count_run(S);
+  runs[detail::kCorrupted] = &cr;
+  if (p.noise_second.defined()) {
+    second = run_corrupted(model, p, st, detail::kSecondDraw);
+    runs[detail::kSecondDraw] = &second;
+    count_run(S);
+  }
+  if (std::any_of(all.begin(), all.end(), [](const Restoration& r) { return r.knockout; })) {
+    clean = run_corrupted(model, p, st, detail::kClean);
+    runs[detail::kClean] = &clean;
+    count_run(1);
+  }
+
+  // Chunks bounded by live tokens (each restoration holds rows x (T_run - t)).
   std::vector<std::vector<Restoration*>> chunks(1);
   int64_t budget = 0;
   for (Restoration& r : all) {
-    const int64_t cost = S * (T - r.t);
+    const int64_t cost = runs[static_cast<size_t>(r.base)]->rows() * (T_run - r.t);
     if (opt.max_batch_tokens > 0 && budget + cost > opt.max_batch_tokens && !chunks.back().empty()) {
       chunks.emplace_back();
       budget = 0;
@@ -330,14 +385,16 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
     chunks.back().push_back(&r);
     budget += cost;
   }
-  for (auto& chunk : chunks) sweep(model, p, runs, chunk, S, flops, opt.poll);
+  for (auto& chunk : chunks) sweep(model, p, runs, chunk, flops, opt.poll);
 
   for (size_t mi = 0; mi < st.mediators.size(); ++mi) {
-    const double before_subject = st.notebook_severing(st.mediators[mi]) ? second.low_score : f.low_score;
-    at::Tensor scores = at::full({T, L}, before_subject, at::kDouble);
-    f.traces.push_back({st.mediators[mi], scores});
+    const Mediator m = st.mediators[mi];
+    const double before = st.notebook_severing(m) ? second.low_score : f.low_score;
+    f.traces.push_back({m, at::full({is_knockout(m) ? 1 : T, L}, before, at::kDouble)});
   }
-  for (const Restoration& r : all) f.traces[r.mediator_slot].scores.accessor<double, 2>()[r.t][r.l] = r.score;
+  for (const Restoration& r : all)
+    f.traces[r.mediator_slot].scores.accessor<double, 2>()[r.knockout ? 0 : r.t][r.l] = r.score;
+  detail::finish_trace(p, st);
   if (stats) {
     stats->restorations = static_cast<int64_t>(all.size());
     stats->sweeps = static_cast<int64_t>(chunks.size());

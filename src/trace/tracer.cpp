@@ -8,6 +8,7 @@
 #include "trace/fact_setup.h"
 #include "trace/subject.h"
 #include "util/error.h"
+#include "util/names.h"
 
 namespace kt {
 
@@ -18,6 +19,9 @@ std::string mediator_name(Mediator m) {
     case Mediator::HiddenMlpSevered: return "hidden_mlp_severed";
     case Mediator::Mlp: return "mlp";
     case Mediator::Attn: return "attn";
+    case Mediator::KnockoutSubject: return "knockout_subject";
+    case Mediator::KnockoutNonSubject: return "knockout_nonsubject";
+    case Mediator::KnockoutLast: return "knockout_last";
   }
   return "";
 }
@@ -26,11 +30,52 @@ std::vector<Mediator> all_mediators() {
   return {Mediator::Hidden, Mediator::HiddenAttnSevered, Mediator::HiddenMlpSevered, Mediator::Mlp, Mediator::Attn};
 }
 
-Mediator parse_mediator(const std::string& name) {
-  for (Mediator m : all_mediators())
-    if (mediator_name(m) == name) return m;
-  throw Error("unknown mediator '" + name + "' (valid: hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn)");
+bool is_knockout(Mediator m) {
+  return m == Mediator::KnockoutSubject || m == Mediator::KnockoutNonSubject || m == Mediator::KnockoutLast;
 }
+
+Mediator parse_mediator(const std::string& name) {
+  for (Mediator m : {Mediator::Hidden, Mediator::HiddenAttnSevered, Mediator::HiddenMlpSevered, Mediator::Mlp,
+                     Mediator::Attn, Mediator::KnockoutSubject, Mediator::KnockoutNonSubject, Mediator::KnockoutLast})
+    if (mediator_name(m) == name) return m;
+  std::string valid;
+  for (const auto& n : mediator_names()) valid += (valid.empty() ? "" : ", ") + n;
+  throw Error("unknown mediator '" + name + "' (valid: " + valid + ")");
+}
+
+namespace {
+
+// One closed set of names per enum: name -> value, in order.
+template <class E>
+E parse_named(const std::string& what, const std::string& s, const std::vector<std::pair<const char*, E>>& table) {
+  std::string valid;
+  for (const auto& [n, e] : table) {
+    if (s == n) return e;
+    valid += (valid.empty() ? "" : ", ") + std::string(n);
+  }
+  throw Error(what + " '" + s + "' is not one of " + valid);
+}
+template <class E>
+std::string named(E e, const std::vector<std::pair<const char*, E>>& table) {
+  for (const auto& [n, v] : table)
+    if (v == e) return n;
+  return "";
+}
+const std::vector<std::pair<const char*, Corruption>> kCorruptions = {{"noise", Corruption::Noise},
+                                                                      {"prompt", Corruption::Prompt}};
+const std::vector<std::pair<const char*, Target>> kTargets = {{"first-token", Target::FirstToken},
+                                                              {"answer", Target::Answer}};
+const std::vector<std::pair<const char*, Metric>> kMetrics = {
+    {"prob", Metric::Prob}, {"logprob", Metric::LogProb}, {"logit_diff", Metric::LogitDiff}, {"kl", Metric::Kl}};
+
+}  // namespace
+
+std::string corruption_name(Corruption c) { return named(c, kCorruptions); }
+std::string target_name(Target t) { return named(t, kTargets); }
+std::string metric_name(Metric m) { return named(m, kMetrics); }
+Corruption parse_corruption(const std::string& s) { return parse_named("corruption", s, kCorruptions); }
+Target parse_target(const std::string& s) { return parse_named("target", s, kTargets); }
+Metric parse_metric(const std::string& s) { return parse_named("metric", s, kMetrics); }
 
 std::string convention_name(HiddenConvention c) {
   return c == HiddenConvention::ResidPost ? "resid_post" : "resid_pre";
@@ -64,7 +109,11 @@ void validate_fact(const Model& model, const std::string& prompt, const std::str
 
 namespace detail {
 
-CellPlan plan_cell(Mediator m, int64_t t, int64_t l, const TraceSettings& s, int64_t L) {
+std::pair<int64_t, int64_t> layer_window(int64_t l, int64_t W, int64_t L) {
+  return {std::max<int64_t>(0, l - W / 2), std::min<int64_t>(L, l + (W + 1) / 2)};
+}
+
+CellPlan plan_cell(Mediator m, int64_t t, int64_t l, const TraceSettings& s, int64_t L, const FactTrace& f) {
   CellPlan p;
   p.mediator = m, p.t = t, p.l = l;
   const SiteKind hidden = s.convention == HiddenConvention::ResidPost ? SiteKind::ResidPost : SiteKind::ResidPre;
@@ -75,26 +124,72 @@ CellPlan plan_cell(Mediator m, int64_t t, int64_t l, const TraceSettings& s, int
       p.clean.push_back({hidden, l});
       const SiteKind frozen = m == Mediator::HiddenAttnSevered ? SiteKind::Attn : SiteKind::Mlp;
       for (int64_t k = 0; k < L; ++k) p.frozen.push_back({frozen, k});
-      if (s.notebook_severing(m)) p.base = 1;
+      if (s.notebook_severing(m)) p.base = kSecondDraw;
       break;
     }
     case Mediator::Mlp:
     case Mediator::Attn: {
-      // ROME's window: [l - W//2, l + ceil(W/2)) clipped to the layers.
-      const int64_t lo = std::max<int64_t>(0, l - s.window / 2);
-      const int64_t hi = std::min<int64_t>(L, l + (s.window + 1) / 2);
+      const auto [lo, hi] = layer_window(l, s.window, L);
       for (int64_t k = lo; k < hi; ++k) p.clean.push_back({m == Mediator::Mlp ? SiteKind::Mlp : SiteKind::Attn, k});
+      break;
+    }
+    case Mediator::KnockoutSubject:
+    case Mediator::KnockoutNonSubject:
+    case Mediator::KnockoutLast: {
+      p.base = kClean;
+      const auto [lo, hi] = layer_window(l, s.knockout_window, L);
+      for (int64_t k = lo; k < hi; ++k) p.blocked_layers.push_back(k);
+      const int64_t T = static_cast<int64_t>(f.input_ids.size()), b = f.subject_begin, e = f.subject_end;
+      for (int64_t j = 0; j < T; ++j) {
+        const bool subject = j >= b && j < e;
+        if (m == Mediator::KnockoutSubject ? subject : m == Mediator::KnockoutLast ? j == T - 1 : !subject && j < T - 1)
+          p.blocked_keys.push_back(j);
+      }
       break;
     }
   }
   return p;
 }
 
+std::vector<std::pair<int64_t, int64_t>> mediator_cells(Mediator m, int64_t first, int64_t T, int64_t L) {
+  std::vector<std::pair<int64_t, int64_t>> cells;
+  for (int64_t t = is_knockout(m) ? T - 1 : first; t < T; ++t)
+    for (int64_t l = 0; l < L; ++l) cells.emplace_back(t, l);
+  return cells;
+}
+
+at::Tensor Scorer::prob_rows(const at::Tensor& logits) const {
+  const int64_t n = static_cast<int64_t>(targets.size());
+  if (n == 1) return at::softmax(logits.select(1, 0), -1).select(1, targets[0]).to(at::kDouble);
+  at::Tensor lp = at::log_softmax(logits.to(at::kDouble), -1);
+  at::Tensor sum = at::zeros({logits.size(0)}, lp.options());
+  for (int64_t i = 0; i < n; ++i) sum += lp.select(1, i).select(1, targets[static_cast<size_t>(i)]);
+  return sum.exp();
+}
+
+at::Tensor Scorer::rows(const at::Tensor& logits) const {
+  if (metric == Metric::Prob) return prob_rows(logits);
+  const int64_t n = static_cast<int64_t>(targets.size());
+  if (metric == Metric::LogitDiff) {
+    at::Tensor first = logits.select(1, 0).to(at::kDouble);
+    return first.select(1, targets[0]) - first.select(1, counter);
+  }
+  at::Tensor lp = at::log_softmax(logits.to(at::kDouble), -1);  // [rows, n, vocab]
+  if (metric == Metric::LogProb) {
+    at::Tensor sum = at::zeros({logits.size(0)}, lp.options());
+    for (int64_t i = 0; i < n; ++i) sum += lp.select(1, i).select(1, targets[static_cast<size_t>(i)]);
+    return sum / static_cast<double>(n);
+  }
+  // kl: sum_v p_clean (log p_clean - log p_row), mean over the positions.
+  at::Tensor c = clean_logp.to(lp.device()).unsqueeze(0);
+  return (c.exp() * (c - lp)).sum(-1).mean(1);
+}
+
 PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
                           const TraceSettings& st, const FactAnswer& answer) {
   validate_fact(model, prompt, subject, st);
   const Tokenizer& tok = model.tokenizer();
-  const int64_t L = model.config().n_layers, S = st.samples;
+  const int64_t L = model.config().n_layers;
   PreparedFact p;
   FactTrace& f = p.trace;
   f.prompt = prompt;
@@ -104,18 +199,35 @@ PreparedFact prepare_fact(const Model& model, const std::string& prompt, const s
   for (int32_t id : enc.ids) f.input_tokens.push_back(tok.decode({id}));
   std::tie(f.subject_begin, f.subject_end) = subject_token_range(enc, prompt, subject);
   const int64_t T = static_cast<int64_t>(enc.ids.size());
-  at::Tensor ids1 = at::tensor(std::vector<int64_t>(enc.ids.begin(), enc.ids.end()), at::kLong).unsqueeze(0);
-  p.ids_samples = ids1.expand({S, T}).contiguous();
+  auto to_ids = [](const std::vector<int32_t>& v) {
+    return at::tensor(std::vector<int64_t>(v.begin(), v.end()), at::kLong).unsqueeze(0);
+  };
+  // The answer's tokens, teacher-forced after the prompt (Target::Answer).
+  std::vector<int32_t> answer_tokens, run_ids = enc.ids;
+  if (st.target == Target::Answer) {
+    if (!answer.expect || answer.expect->empty())
+      throw Error("target answer needs the fact's attribute (the answer's text); none was given");
+    answer_tokens = tok.encode(" " + *answer.expect, /*add_special=*/false).ids;
+    if (answer_tokens.empty()) throw Error("attribute '" + *answer.expect + "' encodes to no tokens");
+    run_ids.insert(run_ids.end(), answer_tokens.begin(), answer_tokens.end() - 1);
+    if (static_cast<int64_t>(run_ids.size()) > model.config().max_positions)
+      throw Error("prompt and answer have " + std::to_string(run_ids.size()) + " tokens, more than the model's context of " +
+                  std::to_string(model.config().max_positions));
+  }
+  p.n_scored = st.target == Target::Answer ? static_cast<int64_t>(answer_tokens.size()) : 1;
+  p.ids_clean = to_ids(run_ids);
+  const int64_t T_run = p.ids_clean.size(1);
 
   p.clean.resize(1 + 5 * L);
   SiteHook record = [&](const Site& s, at::Tensor& v) { p.clean[site_index(s, L)] = v; };
-  at::Tensor probs = at::softmax(model.forward(ids1, record, true)[0], -1);
+  at::Tensor logits = model.forward_tail(p.ids_clean, p.n_scored, record);  // [1, n, vocab]
+  at::Tensor probs = at::softmax(logits[0][0], -1);
   f.answer_id = answer.answer_id ? *answer.answer_id : static_cast<int32_t>(probs.argmax().item<int64_t>());
   if (f.answer_id < 0 || f.answer_id >= probs.size(0))
     throw Error("answer id " + std::to_string(f.answer_id) + " is outside the vocabulary of " +
                 std::to_string(probs.size(0)) + " tokens");
-  f.high_score = probs[f.answer_id].item<double>();
   f.answer = tok.decode({f.answer_id});
+  f.target_ids = st.target == Target::Answer ? answer_tokens : std::vector<int32_t>{f.answer_id};
   if (answer.verdict) {
     f.correct_prediction = *answer.verdict;
     f.correct_rule = answer.rule;
@@ -126,15 +238,60 @@ PreparedFact prepare_fact(const Model& model, const std::string& prompt, const s
     f.correct_prediction = a == *answer.expect;
     f.correct_rule = "rome";
   }
-  // One noise draw per fact, as ROME reseeds per trace call.
+
+  // The scorer: targets, the counterfactual answer, the clean distribution.
+  Scorer& sc = p.scorer;
+  sc.metric = st.metric;
+  sc.targets.assign(f.target_ids.begin(), f.target_ids.end());
+  if (st.metric == Metric::LogitDiff) {
+    if (!answer.counterfactual_answer || answer.counterfactual_answer->empty())
+      throw Error("metric logit_diff needs a counterfactual answer (field counterfactual_answer); none was given");
+    const auto c = tok.encode(" " + *answer.counterfactual_answer, /*add_special=*/false).ids;
+    if (c.empty()) throw Error("counterfactual answer '" + *answer.counterfactual_answer + "' encodes to no tokens");
+    sc.counter = c[0];
+    f.counter_id = c[0];
+  }
+  if (st.metric == Metric::Kl) sc.clean_logp = at::log_softmax(logits[0].to(at::kDouble), -1);
+  p.clean_prob = sc.prob_rows(logits).item<double>();
+  f.high_score = sc.rows(logits).item<double>();
+
   const int64_t n = f.subject_end - f.subject_begin, d = model.config().hidden;
-  p.noise = draw_noise(st.noise, S, n, d).to(model.device());
-  if (std::any_of(st.mediators.begin(), st.mediators.end(), [&](Mediator m) { return st.notebook_severing(m); }))
-    p.noise_second = draw_noise(st.noise, S, n, d, 1).to(model.device());
+  if (st.corruption == Corruption::Prompt) {
+    if (!answer.counterfactual || answer.counterfactual->empty())
+      throw Error("corruption prompt needs a counterfactual prompt (field counterfactual); none was given");
+    const auto cf = tok.encode(*answer.counterfactual).ids;
+    if (static_cast<int64_t>(cf.size()) != T)
+      throw Error("counterfactual '" + *answer.counterfactual + "' has " + std::to_string(cf.size()) +
+                  " tokens; the prompt has " + std::to_string(T) + " (they must be equal)");
+    std::vector<int32_t> cf_run = cf;
+    cf_run.insert(cf_run.end(), run_ids.begin() + T, run_ids.end());
+    p.counter_embeddings = model.embed(to_ids(cf_run));
+    p.first_changed = T;
+    for (int64_t j = T - 1; j >= 0; --j)
+      if (cf[static_cast<size_t>(j)] != enc.ids[static_cast<size_t>(j)]) p.first_changed = j;
+    if (p.first_changed == T) throw Error("counterfactual '" + *answer.counterfactual + "' has the prompt's tokens");
+    f.counterfactual = *answer.counterfactual;
+    p.samples = 1;
+  } else {
+    // One noise draw per fact, as ROME reseeds per trace call.
+    p.samples = st.samples;
+    p.first_changed = f.subject_begin;
+    p.noise = draw_noise(st.noise, st.samples, n, d).to(model.device());
+    if (std::any_of(st.mediators.begin(), st.mediators.end(), [&](Mediator m) { return st.notebook_severing(m); }))
+      p.noise_second = draw_noise(st.noise, st.samples, n, d, 1).to(model.device());
+  }
+  if (std::any_of(st.mediators.begin(), st.mediators.end(), is_knockout) && st.knockout_window > L)
+    throw Error("knockout_window " + std::to_string(st.knockout_window) + " is larger than the model's " +
+                std::to_string(L) + " layers");
+  p.ids_samples = p.ids_clean.expand({p.samples, T_run}).contiguous();
   return p;
 }
 
 void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSettings& st, bool second) {
+  if (p.counter_embeddings.defined()) {
+    x = p.counter_embeddings.expand_as(x).clone();
+    return;
+  }
   const int64_t b = p.trace.subject_begin, n = p.trace.subject_end - b;
   const at::Tensor& noise = second ? p.noise_second : p.noise;
   at::Tensor out = x.clone();
@@ -144,8 +301,29 @@ void corrupt_embeddings(at::Tensor& x, const PreparedFact& p, const TraceSetting
   x = out;
 }
 
-double answer_probability(const at::Tensor& last_logits, int32_t answer_id) {
-  return at::softmax(last_logits, -1).select(1, answer_id).mean().item<double>();
+double mean_metric(const PreparedFact& p, const at::Tensor& logits) {
+  return p.scorer.rows(logits).mean().item<double>();
+}
+
+void finish_trace(PreparedFact& p, const TraceSettings& st) {
+  FactTrace& f = p.trace;
+  f.raw_low = f.low_score, f.raw_high = f.high_score;
+  if (st.normalise) {
+    const double span = f.raw_high - f.raw_low;
+    if (span == 0)
+      throw Error("normalise: the clean and corrupted runs score the same " + metric_name(st.metric) + " (" +
+                  std::to_string(f.raw_high) + "): there is no effect to take a fraction of");
+    for (MediatorTrace& m : f.traces)
+      if (!is_knockout(m.mediator)) m.scores = (m.scores - f.raw_low) / span;
+    f.low_score = 0, f.high_score = 1;
+  }
+  for (MediatorTrace& m : f.traces) {
+    if (is_knockout(m.mediator)) {
+      m.low_score = 0, m.high_score = p.clean_prob;
+    } else {
+      m.low_score = f.low_score, m.high_score = f.high_score;
+    }
+  }
 }
 
 }  // namespace detail
@@ -180,46 +358,67 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
   detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, answer);
   FactTrace& f = p.trace;
   const ModelConfig& cfg = model.config();
-  const int64_t L = cfg.n_layers, S = st.samples, T = static_cast<int64_t>(f.input_ids.size());
-  const at::Tensor& idsS = p.ids_samples;
+  const int64_t L = cfg.n_layers, T = p.prompt_tokens(), n = p.n_scored;
   const std::vector<at::Tensor>& clean = p.clean;
-  auto corrupt = [&](at::Tensor& x) { detail::corrupt_embeddings(x, p, st); };
-  auto score = [&](const at::Tensor& last) { return detail::answer_probability(last, f.answer_id); };
+  // Logits at the scored positions: [rows, n, vocab].
+  auto run = [&](const at::Tensor& ids, const SiteHook& hook, const AttentionBlock& block = nullptr) {
+    return model.forward_tail(ids, n, hook, block);
+  };
 
   // Corrupted run: attention and MLP outputs recorded for severing.
   std::vector<at::Tensor> corrupted(1 + 5 * L);
   SiteHook corrupt_and_record = [&](const Site& s, at::Tensor& v) {
-    if (s.kind == SiteKind::Embed) corrupt(v);
+    if (s.kind == SiteKind::Embed) detail::corrupt_embeddings(v, p, st);
     corrupted[site_index(s, L)] = v;
   };
-  f.low_score = score(model.forward(idsS, corrupt_and_record, true));
+  f.low_score = detail::mean_metric(p, run(p.ids_samples, corrupt_and_record));
 
-  const int64_t total = static_cast<int64_t>(st.mediators.size()) * T * L;
-  int64_t done = 0;
+  int64_t total = 0, done = 0;
+  for (Mediator m : st.mediators) total += static_cast<int64_t>(detail::mediator_cells(m, 0, T, L).size());
   for (Mediator m : st.mediators) {
-    at::Tensor scores = at::zeros({T, L}, at::kDouble);
+    at::Tensor scores = at::zeros({is_knockout(m) ? 1 : T, L}, at::kDouble);
     auto acc = scores.accessor<double, 2>();
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t l = 0; l < L; ++l) {
-        const detail::CellPlan plan = detail::plan_cell(m, t, l, st, L);
-        std::vector<char> restore(1 + 5 * L, 0), freeze(1 + 5 * L, 0);
-        for (const Site& s : plan.clean) restore[site_index(s, L)] = 1;
-        for (const Site& s : plan.frozen) freeze[site_index(s, L)] = 1;
-        SiteHook hook = [&](const Site& s, at::Tensor& v) {
-          if (s.kind == SiteKind::Embed) return detail::corrupt_embeddings(v, p, st, plan.base == 1);
-          const int64_t i = site_index(s, L);
-          const at::Tensor* src = restore[i] ? &clean[i] : freeze[i] ? &corrupted[i] : nullptr;
-          if (!src) return;
-          at::Tensor out = v.clone();
-          out.select(1, t).copy_((*src).select(1, t).expand({S, cfg.hidden}));
-          v = out;
-        };
-        acc[t][l] = score(model.forward(idsS, hook, true));
-        if (progress) progress(++done, total);
+    for (const auto& [t, l] : detail::mediator_cells(m, 0, T, L)) {
+      const detail::CellPlan plan = detail::plan_cell(m, t, l, st, L, f);
+      std::vector<char> restore(1 + 5 * L, 0), freeze(1 + 5 * L, 0);
+      for (const Site& s : plan.clean) restore[site_index(s, L)] = 1;
+      for (const Site& s : plan.frozen) freeze[site_index(s, L)] = 1;
+      const int64_t rows = plan.base == detail::kClean ? 1 : p.samples;
+      SiteHook hook = [&](const Site& s, at::Tensor& v) {
+        if (s.kind == SiteKind::Embed) {
+          if (plan.base != detail::kClean) detail::corrupt_embeddings(v, p, st, plan.base == detail::kSecondDraw);
+          return;
+        }
+        const int64_t i = site_index(s, L);
+        const at::Tensor* src = restore[i] ? &clean[i] : freeze[i] ? &corrupted[i] : nullptr;
+        if (!src) return;
+        at::Tensor out = v.clone();
+        out.select(1, t).copy_((*src).select(1, t).expand({rows, cfg.hidden}));
+        v = out;
+      };
+      // Removed attention edges: query t, keys blocked_keys, at blocked_layers.
+      at::Tensor mask;
+      if (!plan.blocked_layers.empty()) {
+        mask = at::zeros({p.run_tokens(), p.run_tokens()}, at::kBool);
+        for (int64_t k : plan.blocked_keys) mask[t][k] = true;
+        mask = mask.to(model.device());
       }
+      AttentionBlock block = nullptr;
+      if (mask.defined())
+        block = [&](int64_t layer) {
+          return std::find(plan.blocked_layers.begin(), plan.blocked_layers.end(), layer) != plan.blocked_layers.end()
+                     ? mask
+                     : at::Tensor();
+        };
+      const at::Tensor lg = run(plan.base == detail::kClean ? p.ids_clean : p.ids_samples, hook, block);
+      acc[is_knockout(m) ? 0 : t][l] =
+          is_knockout(m) ? (p.scorer.prob_rows(lg).mean().item<double>() - p.clean_prob) / p.clean_prob
+                         : detail::mean_metric(p, lg);
+      if (progress) progress(++done, total);
     }
     f.traces.push_back({m, scores});
   }
+  detail::finish_trace(p, st);
   return std::move(p.trace);
 }
 

@@ -15,12 +15,39 @@ namespace kt {
 
 class Model;
 
-enum class Mediator { Hidden, HiddenAttnSevered, HiddenMlpSevered, Mlp, Attn };
+// ROME's five restoration mediators, then the three attention knockouts
+// of Geva et al. (2023): on the clean run, the last prompt position's
+// attention to the subject / to the other positions / to itself is removed
+// in a window of layers around l; a knockout trace has one row (the last
+// token) and scores the relative change of the target's probability.
+enum class Mediator {
+  Hidden, HiddenAttnSevered, HiddenMlpSevered, Mlp, Attn,
+  KnockoutSubject, KnockoutNonSubject, KnockoutLast
+};
 enum class HiddenConvention { ResidPost /* ROME: output of block l */, ResidPre /* input of block l */ };
 
-std::string mediator_name(Mediator m);  // "hidden", "hidden_attn_severed", ...
+std::string mediator_name(Mediator m);  // "hidden", "hidden_attn_severed", ..., "knockout_subject"
 Mediator parse_mediator(const std::string& name);  // kt::Error lists the valid names
-std::vector<Mediator> all_mediators();
+std::vector<Mediator> all_mediators();  // ROME's five (the default)
+bool is_knockout(Mediator m);
+
+// What the corrupted run is: ROME's noise on the subject's embeddings, or
+// the clean run of a counterfactual prompt with as many tokens (one row).
+enum class Corruption { Noise, Prompt };
+// What a cell scores: the answer's first token (ROME) or every token of
+// " " + attribute, teacher-forced.
+enum class Target { FirstToken, Answer };
+// prob (ROME), logprob (the target's; mean per token for the answer),
+// logit_diff (answer vs the counterfactual answer's first token, at the
+// first scored position), kl (the clean next-token distribution vs the
+// cell's, mean over the scored positions).
+enum class Metric { Prob, LogProb, LogitDiff, Kl };
+std::string corruption_name(Corruption c);  // noise | prompt
+std::string target_name(Target t);          // first-token | answer
+std::string metric_name(Metric m);          // prob | logprob | logit_diff | kl
+Corruption parse_corruption(const std::string& s);  // kt::Error naming the value otherwise
+Target parse_target(const std::string& s);
+Metric parse_metric(const std::string& s);
 std::string convention_name(HiddenConvention c);
 HiddenConvention parse_convention(const std::string& name);
 
@@ -42,6 +69,16 @@ struct TraceSettings {
   HiddenConvention convention = HiddenConvention::ResidPost;
   std::vector<Mediator> mediators = all_mediators();
   Severing severing = Severing::SameDraw;
+  Corruption corruption = Corruption::Noise;
+  Target target = Target::FirstToken;
+  Metric metric = Metric::Prob;
+  // Scores as the restored fraction (m - m_corrupted) / (m_clean - m_corrupted);
+  // low_score becomes 0 and high_score 1 (the raw ones are kept).
+  bool normalise = false;
+  int64_t knockout_window = 9;  // layers blocked per knockout cell (Geva et al.: 9)
+  bool defaults_beyond_rome() const {
+    return corruption == Corruption::Noise && target == Target::FirstToken && metric == Metric::Prob && !normalise;
+  }
   bool notebook_severing(Mediator m) const {
     return severing == Severing::RomeNotebook && (m == Mediator::HiddenAttnSevered || m == Mediator::HiddenMlpSevered);
   }
@@ -60,7 +97,8 @@ void resolve_noise_level(TraceSettings& s, const Model& model, const std::vector
 
 struct MediatorTrace {
   Mediator mediator;
-  at::Tensor scores;  // float64 [tokens, layers]: mean p(answer) with the cell restored
+  at::Tensor scores;  // float64 [tokens, layers] (knockouts: [1, layers]): the metric, mean over samples
+  double low_score = 0, high_score = 0;  // the fact's; knockouts: 0 and the clean target probability
 };
 
 struct FactTrace {
@@ -70,7 +108,11 @@ struct FactTrace {
   int64_t subject_begin = 0, subject_end = 0;
   int32_t answer_id = 0;
   std::string answer;
-  double high_score = 0, low_score = 0;
+  double high_score = 0, low_score = 0;  // the metric on the clean / corrupted run (normalised: 1 / 0)
+  double raw_high = 0, raw_low = 0;       // before normalising (equal to the above otherwise)
+  std::vector<int32_t> target_ids;        // the scored tokens: {answer_id}, or the answer's tokens
+  int32_t counter_id = -1;                // logit_diff's counterfactual token, or -1
+  std::string counterfactual;             // Corruption::Prompt: the corrupted run's prompt
   bool correct_prediction = true;  // under correct_rule (see FactAnswer)
   std::string correct_rule = "none";
   std::vector<MediatorTrace> traces;
@@ -93,6 +135,10 @@ struct FactAnswer {
   std::optional<int32_t> answer_id;
   std::optional<bool> verdict;
   std::string rule;  // the rule behind `verdict`: rome | first-token | none
+  // Beyond ROME: the counterfactual prompt (Corruption::Prompt, as many
+  // tokens as the prompt) and answer (Metric::LogitDiff). Target::Answer
+  // scores the tokens of " " + expect.
+  std::optional<std::string> counterfactual, counterfactual_answer;
 };
 
 // Checks the inputs before any work: empty prompt, subject missing or equal

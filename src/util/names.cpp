@@ -7,7 +7,9 @@
 namespace kt {
 
 const std::vector<std::string>& mediator_names() {
-  static const std::vector<std::string> v = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
+  static const std::vector<std::string> v = {"hidden",           "hidden_attn_severed", "hidden_mlp_severed",
+                                             "mlp",              "attn",                "knockout_subject",
+                                             "knockout_nonsubject", "knockout_last"};
   return v;
 }
 

@@ -6,7 +6,8 @@
 
 namespace kt {
 
-// hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn
+// hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn (ROME's five),
+// knockout_subject, knockout_nonsubject, knockout_last (Geva et al.)
 const std::vector<std::string>& mediator_names();
 
 // float32 (fp32, f32, float), bfloat16 (bf16), float16 (fp16, f16, half)
