@@ -119,6 +119,33 @@ void best_of(const std::vector<double>& v, double& best, int64_t& layer) {
   }
 }
 
+// Only the last-token category: a knockout trace's single row.
+std::vector<Range> knockout_rows(const std::vector<std::string>& names) {
+  std::vector<Range> r(names.size(), Range{0, 0});
+  for (size_t c = 0; c < names.size(); ++c)
+    if (names[c] == "last_token") r[c] = Range{0, 1};
+  return r;
+}
+
+// What the scores are, for figure labels, from the records' settings.
+void describe_quantity(const TraceRecord& r, MediatorSummary& s) {
+  const std::string p = r.target == "answer" ? "p(answer tokens)" : "p(answer)";
+  s.metric = r.metric, s.target = r.target, s.corruption = r.corruption, s.normalised = r.normalised;
+  if (r.knockout()) {
+    s.quantity = "relative change of " + p, s.signed_values = true;
+  } else if (r.normalised) {
+    s.quantity = "restored fraction of " + (r.metric == "prob" ? p : r.metric), s.signed_values = false;
+  } else if (r.metric == "logprob") {
+    s.quantity = r.target == "answer" ? "mean log p(answer tokens)" : "log p(answer)", s.signed_values = true;
+  } else if (r.metric == "logit_diff") {
+    s.quantity = "logit(answer) \xE2\x88\x92 logit(counterfactual)", s.signed_values = true;
+  } else if (r.metric == "kl") {
+    s.quantity = "KL(clean \xE2\x80\x96 restored)", s.signed_values = true;
+  } else {
+    s.quantity = p, s.signed_values = false;
+  }
+}
+
 const CategoryStats* find_category(const MediatorSummary& s, const std::string& name) {
   for (const auto& c : s.categories)
     if (c.name == name) return &c;
@@ -230,6 +257,7 @@ MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::st
   s.n_layers = L;
   s.model = all_of_mediator.front()->model;
   s.window = all_of_mediator.front()->window;
+  describe_quantity(*all_of_mediator.front(), s);
 
   double sum_low = 0, sum_high = 0, sum_te = 0;
   for (const auto* r : mine) {
@@ -246,7 +274,8 @@ MediatorSummary aggregate(const std::vector<TraceRecord>& records, const std::st
   const auto labels = category_labels(scheme);
   std::vector<Accumulator> acc(names.size());
   for (const auto* r : mine) {
-    const auto ranges = category_rows(scheme, r->subject_begin, r->subject_end, r->n_tokens);
+    // A knockout trace's one row is the last token's.
+    const auto ranges = r->knockout() ? knockout_rows(names) : category_rows(scheme, r->subject_begin, r->subject_end, r->n_tokens);
     for (size_t c = 0; c < ranges.size(); ++c) {
       const Range rg = ranges[c];
       if (rg.hi <= rg.lo) continue;
@@ -303,6 +332,12 @@ void write_summary_json(const std::string& path, const std::vector<MediatorSumma
     m["n_skipped"] = s.n_skipped;
     m["model"] = s.model;
     m["window"] = s.window;
+    m["metric"] = s.metric;
+    m["target"] = s.target;
+    m["corruption"] = s.corruption;
+    m["normalised"] = s.normalised;
+    m["quantity"] = s.quantity;
+    m["signed_values"] = s.signed_values;
     m["n_facts"] = s.n_facts;
     m["n_layers"] = s.n_layers;
     m["mean_low"] = std::isfinite(s.mean_low) ? nlohmann::json(s.mean_low) : nlohmann::json(nullptr);
@@ -356,6 +391,12 @@ std::vector<MediatorSummary> read_summary_json(const std::string& path) {
       s.n_skipped = m.value("n_skipped", int64_t{0});
       s.model = m.value("model", "");
       s.window = m.value("window", int64_t{10});
+      s.metric = m.value("metric", "prob");
+      s.target = m.value("target", "first-token");
+      s.corruption = m.value("corruption", "noise");
+      s.normalised = m.value("normalised", false);
+      s.quantity = m.value("quantity", "p(answer)");
+      s.signed_values = m.value("signed_values", false);
       s.n_facts = m.at("n_facts").get<int64_t>();
       s.n_layers = m.at("n_layers").get<int64_t>();
       s.mean_low = json_num(m.at("mean_low"));

@@ -71,6 +71,13 @@ struct MediatorSummary {
   // Additions (display): taken from the first record of the mediator.
   std::string model;
   int64_t window = 10;
+  std::string metric = "prob", target = "first-token", corruption = "noise";
+  bool normalised = false;
+  // What a score is, for labels ("p(answer)", "relative change of
+  // p(answer)", "KL(clean || restored)", ...); signed_values: shown
+  // without clipping at 0 (knockouts, logprob, logit_diff, kl).
+  std::string quantity = "p(answer)";
+  bool signed_values = false;
 };
 
 // Records of other mediators are ignored, and so are records whose

@@ -57,22 +57,29 @@ std::string rome_case_name(const std::string& dir, const std::string& fact, cons
 
 void validate_trace(const TraceRecord& r, const std::string& who) {
   if (std::find(mediator_names().begin(), mediator_names().end(), r.mediator) == mediator_names().end())
-    throw Error(who + ": mediator '" + r.mediator + "' is not one of hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn");
+  {
+    std::string valid;
+    for (const auto& n : mediator_names()) valid += (valid.empty() ? "" : ", ") + n;
+    throw Error(who + ": mediator '" + r.mediator + "' is not one of " + valid);
+  }
   if (r.n_tokens <= 0 || r.n_layers <= 0)
     throw Error(who + ": needs n_tokens > 0 and n_layers > 0, got " + std::to_string(r.n_tokens) + " x " +
                 std::to_string(r.n_layers));
   if (static_cast<int64_t>(r.scores.size()) != r.n_tokens * r.n_layers)
     throw Error(who + ": scores has " + std::to_string(r.scores.size()) +
                 " values, expected n_tokens * n_layers = " + std::to_string(r.n_tokens * r.n_layers));
-  if (static_cast<int64_t>(r.tokens.size()) != r.n_tokens)
+  if (r.knockout() && r.n_tokens != 1)
+    throw Error(who + ": a knockout trace has one row of scores (the last token), got " + std::to_string(r.n_tokens));
+  if (!r.knockout() && static_cast<int64_t>(r.tokens.size()) != r.n_tokens)
     throw Error(who + ": " + std::to_string(r.tokens.size()) + " input_tokens for " + std::to_string(r.n_tokens) +
                 " rows of scores");
-  if (!r.input_ids.empty() && static_cast<int64_t>(r.input_ids.size()) != r.n_tokens)
-    throw Error(who + ": " + std::to_string(r.input_ids.size()) + " input_ids for " + std::to_string(r.n_tokens) +
-                " rows of scores");
-  if (r.subject_begin < 0 || r.subject_end <= r.subject_begin || r.subject_end > r.n_tokens)
+  if (!r.input_ids.empty() && r.input_ids.size() != r.tokens.size())
+    throw Error(who + ": " + std::to_string(r.input_ids.size()) + " input_ids for " + std::to_string(r.tokens.size()) +
+                " input_tokens");
+  const int64_t T = r.prompt_tokens();
+  if (r.subject_begin < 0 || r.subject_end <= r.subject_begin || r.subject_end > T)
     throw Error(who + ": subject_range [" + std::to_string(r.subject_begin) + ", " + std::to_string(r.subject_end) +
-                ") is not a non-empty token range of the " + std::to_string(r.n_tokens) + "-token prompt");
+                ") is not a non-empty token range of the " + std::to_string(T) + "-token prompt");
   if (r.window < 1) throw Error(who + ": window " + std::to_string(r.window) + " must be at least 1");
   if (std::find(kRules.begin(), kRules.end(), r.correct_rule) == kRules.end())
     throw Error(who + ": correct_rule '" + r.correct_rule + "' is not one of rome, first-token, none");
@@ -95,8 +102,18 @@ void write_trace_file(const std::string& path, const TraceRecord& r) {
       {"subject", NpyArray::scalar_string(r.subject)},
       {"fingerprint", NpyArray::scalar_string(r.fingerprint)},
       {"knowtrace_version", NpyArray::scalar_string(r.version.empty() ? kKnowtraceVersion : r.version)},
+      {"metric", NpyArray::scalar_string(r.metric)},
+      {"target", NpyArray::scalar_string(r.target)},
+      {"corruption", NpyArray::scalar_string(r.corruption)},
+      {"normalised", NpyArray::scalar_bool(r.normalised)},
+      {"raw_low_score", NpyArray::scalar_f64(r.raw_low)},
+      {"raw_high_score", NpyArray::scalar_f64(r.raw_high)},
   };
   a.insert(a.end(), more.begin(), more.end());
+  if (!r.target_ids.empty()) a.emplace_back("target_ids", NpyArray::from_i64(r.target_ids));
+  if (!r.counterfactual.empty()) a.emplace_back("counterfactual", NpyArray::scalar_string(r.counterfactual));
+  if (r.counter_id >= 0) a.emplace_back("counter_id", NpyArray::scalar_i64(r.counter_id));
+  if (r.knockout_window > 0) a.emplace_back("knockout_window", NpyArray::scalar_i64(r.knockout_window));
   write_arrays(path, a);
 }
 
@@ -164,6 +181,16 @@ TraceRecord read_trace_file(const std::string& path, const std::string& fact_id,
   if (has("noise_seed")) r.noise_seed = get("noise_seed").item_i64(path);
   if (has("samples")) r.samples = get("samples").item_i64(path);
   if (has("knowtrace_version")) r.version = get("knowtrace_version").item_string(path);
+  if (has("metric")) r.metric = get("metric").item_string(path);
+  if (has("target")) r.target = get("target").item_string(path);
+  if (has("corruption")) r.corruption = get("corruption").item_string(path);
+  if (has("normalised")) r.normalised = get("normalised").item_bool(path);
+  r.raw_low = has("raw_low_score") ? get("raw_low_score").item_f64(path) : r.low_score;
+  r.raw_high = has("raw_high_score") ? get("raw_high_score").item_f64(path) : r.high_score;
+  if (has("target_ids")) r.target_ids = get("target_ids").to_i64(path);
+  if (has("counterfactual")) r.counterfactual = get("counterfactual").item_string(path);
+  if (has("counter_id")) r.counter_id = get("counter_id").item_i64(path);
+  if (has("knockout_window")) r.knockout_window = get("knockout_window").item_i64(path);
   validate_trace(r, path);
   return r;
 }

@@ -29,6 +29,8 @@ struct TraceArgs {
   int64_t max_batch_tokens = 0;
   std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
   std::string noise_subjects;  // a data set (path, known_1000, default); "" = as `run` finds one
+  std::string counterfactual, counterfactual_answer;
+  InterventionText beyond;     // --corruption, --target, --metric, --normalise, --knockout-window
   std::vector<std::string> formats = {"png", "pdf", "svg"};
   int64_t samples = 10, window = 10;
   uint32_t seed = 1;
@@ -38,18 +40,19 @@ struct TraceArgs {
 
 void print_table(const FactTrace& f, const MediatorTrace& m) {
   const int64_t T = m.scores.size(0), L = m.scores.size(1);
-  std::printf("\n%s  (p(answer) with the cell restored; low %.4f, high %.4f)\n", mediator_name(m.mediator).c_str(),
-              f.low_score, f.high_score);
+  std::printf(is_knockout(m.mediator) ? "\n%s  (relative change of p(answer), edges removed; clean p %.4f)\n"
+                                       : "\n%s  (score with the cell restored; low %.4f, high %.4f)\n",
+              mediator_name(m.mediator).c_str(), is_knockout(m.mediator) ? m.high_score : f.low_score, f.high_score);
   std::printf("%-18s", "token \\ layer");
   for (int64_t l = 0; l < L; ++l) std::printf("%6lld", static_cast<long long>(l));
   std::printf("\n");
   auto acc = m.scores.accessor<double, 2>();
   for (int64_t t = 0; t < T; ++t) {
-    std::string tok = f.input_tokens[t];
+    std::string tok = f.input_tokens[is_knockout(m.mediator) ? f.input_tokens.size() - 1 : t];
     for (char& c : tok)
       if (c == '\n' || c == '\t') c = ' ';
     if (tok.size() > 15) tok = tok.substr(0, 15);
-    const bool subj = t >= f.subject_begin && t < f.subject_end;
+    const bool subj = !is_knockout(m.mediator) && t >= f.subject_begin && t < f.subject_end;
     std::printf("%c %-16s", subj ? '*' : ' ', ("'" + tok + "'").c_str());
     for (int64_t l = 0; l < L; ++l) std::printf("%6.3f", acc[t][l]);
     std::printf("\n");
@@ -61,7 +64,8 @@ void run_trace(TraceArgs a) {
   for (const auto& f : a.formats) parse_image_format(f);
   parse_engine(a.engine);
   // Every flag's text is checked before the model loads.
-  make_trace_settings(a.samples, 1, a.convention, a.mediators, a.noise, a.seed, a.replace, a.severing);
+  TraceSettings checked = make_trace_settings(a.samples, 1, a.convention, a.mediators, a.noise, a.seed, a.replace, a.severing);
+  set_interventions(checked, a.beyond);
   LoadOptions o;
   o.dtype = parse_dtype(a.dtype);
   o.device = parse_device(a.device);
@@ -77,7 +81,11 @@ void run_trace(TraceArgs a) {
   }
   TraceSettings s =
       make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace, a.severing);
-  resolve_noise_from_dataset(s, *model, a.noise_subjects);
+  set_interventions(s, a.beyond);
+  if (std::any_of(s.mediators.begin(), s.mediators.end(), is_knockout) && s.knockout_window > L)
+    throw Error("--knockout-window " + std::to_string(s.knockout_window) + " is larger than the model's " +
+                std::to_string(L) + " layers");
+  if (s.corruption == Corruption::Noise) resolve_noise_from_dataset(s, *model, a.noise_subjects);
   try {
     validate_fact(*model, a.prompt, a.subject, s);
   } catch (const Error& e) {
@@ -89,8 +97,10 @@ void run_trace(TraceArgs a) {
     }
     throw;
   }
-  std::optional<std::string> expect;
-  if (!a.expect.empty()) expect = a.expect;
+  FactAnswer expect;
+  if (!a.expect.empty()) expect.expect = a.expect;
+  if (!a.counterfactual.empty()) expect.counterfactual = a.counterfactual;
+  if (!a.counterfactual_answer.empty()) expect.counterfactual_answer = a.counterfactual_answer;
   const bool tty = isatty(fileno(stderr));
   auto t0 = std::chrono::steady_clock::now();
   EngineOptions eo;
@@ -125,7 +135,7 @@ void run_trace(TraceArgs a) {
       std::fprintf(stderr, "note: this knowtrace was built without cairo: no heatmaps (install libcairo2-dev and rebuild)\n");
     if (a.save_states) {
       written.push_back((std::filesystem::path(a.out) / "fact_states.npz").string());
-      write_states_npz(written.back(), f, record_fact_states(*model, a.prompt, a.subject, s));
+      write_states_npz(written.back(), f, record_fact_states(*model, a.prompt, a.subject, s, expect));
     }
   }
   if (a.as_json) {
@@ -144,6 +154,14 @@ void run_trace(TraceArgs a) {
       }
       j["scores"][mediator_name(m.mediator)] = rows;
     }
+    j["metric"] = metric_name(s.metric);
+    j["target"] = target_name(s.target);
+    j["target_ids"] = f.target_ids;
+    j["corruption"] = corruption_name(s.corruption);
+    j["counterfactual"] = f.counterfactual;
+    j["normalised"] = s.normalise;
+    j["raw_low_score"] = f.raw_low;
+    j["raw_high_score"] = f.raw_high;
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
@@ -153,7 +171,12 @@ void run_trace(TraceArgs a) {
               f.answer.c_str(), f.answer_id, f.high_score, f.low_score, f.high_score - f.low_score, a.noise.c_str(),
               s.noise.level, s.noise.source.empty() ? "" : (" (std of " + s.noise.source + ")").c_str(),
               (long long)s.samples, s.noise.seed);
-  if (expect) std::printf("expected '%s': %s\n", expect->c_str(), f.correct_prediction ? "correct" : "WRONG");
+  if (expect.expect) std::printf("expected '%s': %s\n", expect.expect->c_str(), f.correct_prediction ? "correct" : "WRONG");
+  if (!s.defaults_beyond_rome())
+    std::printf("scores   %s of the %s, corruption %s%s%s\n", metric_name(s.metric).c_str(),
+                s.target == Target::Answer ? "answer's tokens (teacher-forced)" : "answer's first token",
+                corruption_name(s.corruption).c_str(), f.counterfactual.empty() ? "" : (": '" + f.counterfactual + "'").c_str(),
+                s.normalise ? ", normalised (m - low) / (high - low)" : "");
   for (const auto& m : f.traces) print_table(f, m);
   std::printf("\n%.2f s (%s engine)\n", secs, a.engine.c_str());
   for (const auto& w : written) std::printf("wrote %s\n", w.c_str());
@@ -168,7 +191,9 @@ void add_trace(CLI::App& app) {
   cmd->add_option("--prompt", a->prompt, "Prompt text (the fact without its answer)")->required();
   cmd->add_option("--subject", a->subject, "Subject, as it occurs in the prompt")->required();
   cmd->add_option("--expect", a->expect, "Expected answer (ROME's correct_prediction check)");
-  cmd->add_option("--mediators", a->mediators, "hidden,hidden_attn_severed,hidden_mlp_severed,mlp,attn (commas or spaces)")
+  cmd->add_option("--mediators", a->mediators,
+                  "hidden,hidden_attn_severed,hidden_mlp_severed,mlp,attn (commas or spaces); also knockout_subject, "
+                  "knockout_nonsubject, knockout_last")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--samples", a->samples, "Noise samples S")->capture_default_str();
@@ -184,6 +209,19 @@ void add_trace(CLI::App& app) {
   cmd->add_option("--severing", a->severing,
                   "same-draw (one noise draw) | rome-notebook (frozen values from the first draw, scored pass from "
                   "the second, as ROME's causal_trace_frozen_mlp_attn notebook)")
+      ->capture_default_str();
+  cmd->add_option("--corruption", a->beyond.corruption,
+                  "noise (ROME) | prompt (the clean run of --counterfactual is the corrupted run)")
+      ->capture_default_str();
+  cmd->add_option("--counterfactual", a->counterfactual, "A prompt with as many tokens (--corruption prompt)");
+  cmd->add_option("--counterfactual-answer", a->counterfactual_answer, "The counterfactual's answer (--metric logit_diff)");
+  cmd->add_option("--target", a->beyond.target, "first-token (ROME) | answer (every token of ' ' + --expect, teacher-forced)")
+      ->capture_default_str();
+  cmd->add_option("--metric", a->beyond.metric, "prob (ROME) | logprob | logit_diff | kl")->capture_default_str();
+  cmd->add_flag("--normalise", a->beyond.normalise, "Scores as (m - m_corrupted) / (m_clean - m_corrupted)");
+  cmd->add_option("--knockout-window", a->beyond.knockout_window,
+                  "Layers whose attention edges a knockout cell removes (mediators knockout_subject, "
+                  "knockout_nonsubject, knockout_last)")
       ->capture_default_str();
   cmd->add_option("--out", a->out, "Directory for the .npz results and the fact's heatmaps");
   cmd->add_option("--formats", a->formats, "Heatmap formats written with --out: png,pdf,svg (empty: none)")

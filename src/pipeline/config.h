@@ -30,6 +30,14 @@ struct RunConfig {
   int64_t window = 10;
   std::string convention = "resid_post";  // resid_post | resid_pre
   std::string severing = "same-draw";     // same-draw | rome-notebook (ROME's frozen-MLP/attn notebook)
+  std::string corruption = "noise";       // noise (ROME) | prompt (a counterfactual prompt's clean run)
+  std::string counterfactual = "field";   // where counterfactuals come from: field (the data set's
+                                          // counterfactual / counterfactual_answer) | same-relation (the first
+                                          // other subject of the relation with another attribute and as many tokens)
+  std::string target = "first-token";     // first-token (ROME) | answer (all tokens of " " + attribute, teacher-forced)
+  std::string metric = "prob";            // prob (ROME) | logprob | logit_diff | kl
+  bool normalise = false;                 // scores as (m - m_corrupted) / (m_clean - m_corrupted)
+  int64_t knockout_window = 9;            // layers per knockout cell (Geva et al.)
   std::string positions = "rome6";        // rome6 | seed4: the scheme of the figures
   std::string average = "tokens";         // tokens (ROME: every token row a sample) | facts
   std::string aie = "rome";               // rome (ROME's notebook: mean score - mean low) | per-row

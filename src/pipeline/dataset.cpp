@@ -66,6 +66,14 @@ bool read_record(const json& r, size_t index, Fact& f, std::string& why) {
   f.subject = r["subject"].get<std::string>();
   f.attribute = r["attribute"].get<std::string>();
   if (r.contains("relation_id") && r["relation_id"].is_string()) f.relation_id = r["relation_id"].get<std::string>();
+  for (const char* key : {"counterfactual", "counterfactual_answer"}) {
+    if (!r.contains(key)) continue;
+    if (!r[key].is_string() || r[key].get<std::string>().empty()) {
+      why = std::string("'") + key + "' must be a non-empty string";
+      return false;
+    }
+    (std::string(key) == "counterfactual" ? f.counterfactual : f.counterfactual_answer) = r[key].get<std::string>();
+  }
   if (f.prompt.empty()) why = "'prompt' is empty";
   else if (f.subject.empty()) why = "'subject' is empty";
   else if (f.attribute.empty() || f.attribute.find_first_not_of(" \t\n") == std::string::npos) why = "'attribute' is empty";

@@ -15,6 +15,9 @@ struct Fact {
   std::string subject;    // occurs verbatim in the prompt
   std::string attribute;  // the expected next word(s), without a leading space
   std::string relation_id;
+  // Optional (corruption: prompt, metric: logit_diff): a prompt with as
+  // many tokens whose answer differs, and that other answer.
+  std::string counterfactual, counterfactual_answer;
 };
 
 struct FactError {

@@ -96,6 +96,11 @@ TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Data
   TraceSettings st =
       make_trace_settings(cfg.samples, cfg.window, cfg.convention, cfg.mediators, cfg.noise, cfg.seed, cfg.replace,
                           cfg.severing);
+  set_interventions(st, {cfg.corruption, cfg.target, cfg.metric, cfg.normalise, cfg.knockout_window});
+  const int64_t L = model.config().n_layers;
+  if (std::any_of(st.mediators.begin(), st.mediators.end(), is_knockout) && st.knockout_window > L)
+    throw Error(cfg.where("knockout_window") + ": key 'knockout_window': " + std::to_string(st.knockout_window) +
+                " is larger than the model's " + std::to_string(L) + " layers");
   // ROME: k x the std of every dataset subject's embeddings, once per run.
   std::vector<std::string> subjects;
   for (const auto& f : data.facts) subjects.push_back(f.subject);
@@ -245,6 +250,43 @@ FactAnswer filter_answer(const Verdict& v, const std::string& rule) {
   a.verdict = rule == "none" ? true : rule == "first-token" ? v.first_token : v.rome;
   a.rule = rule;
   return a;
+}
+
+// The counterfactual prompt / answer a fact's trace needs (corruption:
+// prompt, metric: logit_diff), from the data set's fields or, with
+// counterfactual: same-relation, from the first other fact of the same
+// relation with another attribute whose subject gives the prompt as many
+// tokens. kt::Error naming the fact and the field when there is none.
+void add_counterfactual(FactAnswer& a, const std::string& id, const Dataset& data, const RunConfig& cfg,
+                        const TraceSettings& st, const Tokenizer& tok) {
+  const bool prompt = st.corruption == Corruption::Prompt, answer = st.metric == Metric::LogitDiff;
+  if (!prompt && !answer) return;
+  const Fact* f = nullptr;
+  for (const Fact& x : data.facts)
+    if (x.id == id) f = &x;
+  if (!f) return;
+  if (cfg.counterfactual == "field") {
+    if (prompt && f->counterfactual.empty())
+      throw Error("fact " + id + ": corruption prompt needs its 'counterfactual' field (or counterfactual: same-relation)");
+    if (answer && f->counterfactual_answer.empty())
+      throw Error("fact " + id + ": metric logit_diff needs its 'counterfactual_answer' field (or counterfactual: same-relation)");
+    if (prompt) a.counterfactual = f->counterfactual;
+    if (answer) a.counterfactual_answer = f->counterfactual_answer;
+    return;
+  }
+  if (f->relation_id.empty())
+    throw Error("fact " + id + ": counterfactual same-relation needs its 'relation_id' field");
+  const size_t T = tok.encode(f->prompt).ids.size(), at = f->prompt.find(f->subject);
+  for (const Fact& o : data.facts) {
+    if (o.id == id || o.relation_id != f->relation_id || o.attribute == f->attribute) continue;
+    const std::string cf = f->prompt.substr(0, at) + o.subject + f->prompt.substr(at + f->subject.size());
+    if (tok.encode(cf).ids.size() != T) continue;
+    if (prompt) a.counterfactual = cf;
+    if (answer) a.counterfactual_answer = o.attribute;
+    return;
+  }
+  throw Error("fact " + id + ": counterfactual same-relation: no other subject of relation " + f->relation_id +
+              " with another attribute gives the prompt its " + std::to_string(T) + " tokens");
 }
 
 // Expected cost of tracing a fact, for splitting facts across processes:
@@ -526,9 +568,11 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
       // same batch gives the same bits (a resumed run equals an unbroken one).
       const TraceSettings& s = st;
       FactTrace f;
+      FactAnswer answer;
       try {
         validate_fact(*model, v.prompt, v.subject, s);
-        const FactAnswer answer = filter_answer(v, cfg.filter);
+        answer = filter_answer(v, cfg.filter);
+        add_counterfactual(answer, v.id, data, cfg, st, model->tokenizer());
         // The fast engine runs a fact in one sweep: a SIGINT lets it finish;
         // the reference engine stops between restorations.
         EngineOptions eo;
@@ -558,7 +602,7 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
       }
       if (cfg.save_states)  // clean and corrupted values of every site, float16
         write_states_npz((fs::path(dir) / "states" / (v.id + "_states.npz")).string(), f,
-                         record_fact_states(*model, v.prompt, v.subject, s));
+                         record_fact_states(*model, v.prompt, v.subject, s, answer));
       ++rep.facts_traced;
       progress.tick();
       crash_point("trace");

@@ -404,6 +404,8 @@ std::string aie_formula_text(AieFormula f) {
 std::string model_name(const std::string& model) { return model.empty() ? "the model" : report::sanitize_utf8(model); }
 
 std::string layer_axis_label(const std::string& mediator, const std::string& model, int64_t window) {
+  if (mediator.rfind("knockout_", 0) == 0)
+    return "center of " + std::to_string(window) + " layers whose attention edges are removed";
   if (windowed(mediator))
     return "center of interval of " + std::to_string(window) + " restored " + what_restored(mediator) + " layers";
   return "single restored layer within " + model_name(model);
@@ -687,16 +689,21 @@ HeatSpec fact_spec(const TraceRecord& r) {
   s.cols = r.n_layers;
   s.values = r.scores;
   s.cmap = colormap_name(r.mediator);
-  // Colour from low_score (as ROME's vmin) to the largest score.
-  double hi = -std::numeric_limits<double>::infinity();
+  // Colour from low_score (as ROME's vmin) to the largest score; signed
+  // quantities (knockouts, logprob, logit_diff, kl) from their smallest.
+  double hi = -std::numeric_limits<double>::infinity(), lo = std::numeric_limits<double>::infinity();
   for (double v : r.scores)
-    if (std::isfinite(v)) hi = std::max(hi, v);
-  s.vmin = std::isfinite(r.low_score) ? r.low_score : 0.0;
+    if (std::isfinite(v)) hi = std::max(hi, v), lo = std::min(lo, v);
+  const bool probability = !r.knockout() && (r.metric == "prob" || r.normalised);
+  s.vmin = probability ? (std::isfinite(r.low_score) ? r.low_score : 0.0) : (std::isfinite(lo) ? lo : 0.0);
   s.vmax = std::isfinite(hi) && hi > s.vmin ? hi : s.vmin + 1e-6;
-  const bool subject_ok = r.subject_begin >= 0 && r.subject_end > r.subject_begin && r.subject_end <= r.n_tokens;
+  const bool subject_ok = !r.knockout() && r.subject_begin >= 0 && r.subject_end > r.subject_begin &&
+                          r.subject_end <= r.n_tokens;
   for (int64_t t = 0; t < r.n_tokens; ++t) {
+    // A knockout's one row is the last token's.
+    const int64_t tok = r.knockout() ? r.prompt_tokens() - 1 : t;
     std::string label =
-        t < static_cast<int64_t>(r.tokens.size()) ? report::display_token(r.tokens[t]) : "#" + std::to_string(t);
+        tok < static_cast<int64_t>(r.tokens.size()) ? report::display_token(r.tokens[tok]) : "#" + std::to_string(t);
     const bool subject = subject_ok && t >= r.subject_begin && t < r.subject_end;
     if (subject) label += "*";
     s.row_labels.push_back(fit_text(Measure(), label, kLabelSize, subject, 220));
@@ -706,11 +713,19 @@ HeatSpec fact_spec(const TraceRecord& r) {
     s.bracket_lo = r.subject_begin;
     s.bracket_hi = r.subject_end;
   }
-  s.title = "Impact of restoring " + what_restored(r.mediator) + " after corrupted input" + severed_suffix(r.mediator);
+  s.title = r.knockout() ? "Relative change of p(answer) with the last token's attention edges removed"
+                         : "Impact of restoring " + what_restored(r.mediator) + " after corrupted input" +
+                               severed_suffix(r.mediator);
   std::string answer = report::display_token(r.answer);
   while (!answer.empty() && answer.front() == ' ') answer.erase(answer.begin());
   while (!answer.empty() && answer.back() == ' ') answer.pop_back();
-  s.cbar_label = "p(" + (answer.empty() ? std::string("answer") : answer) + ")";
+  const std::string pa = "p(" + (answer.empty() ? std::string("answer") : answer) + ")";
+  s.cbar_label = r.knockout() ? "relative change of " + pa
+                 : r.normalised ? "restored fraction"
+                 : r.metric == "logprob" ? "log " + pa
+                 : r.metric == "logit_diff" ? "logit difference"
+                 : r.metric == "kl" ? "KL(clean || restored)"
+                 : pa;
   if (!r.prompt.empty()) {
     std::string prompt = report::sanitize_utf8(r.prompt);
     for (char& c : prompt)
@@ -737,13 +752,13 @@ HeatSpec average_spec(const MediatorSummary& sm, double vmax) {
   s.cols = sm.n_layers;
   for (const auto& c : sm.categories) s.cols = std::max<int64_t>(s.cols, static_cast<int64_t>(c.aie.size()));
   if (s.cols <= 0) throw Error("average heatmap of '" + sm.mediator + "': no layers");
-  double hi = 0;
+  double hi = 0, lo = 0;
   for (const auto& c : sm.categories) {
     for (int64_t l = 0; l < s.cols; ++l) {
       const double v = l < static_cast<int64_t>(c.aie.size()) ? c.aie[l] : kNaN;
-      const double shown = std::isnan(v) ? kNaN : std::max(v, 0.0);  // clipped for display only
+      const double shown = std::isnan(v) ? kNaN : sm.signed_values ? v : std::max(v, 0.0);  // clipped for display only
       s.values.push_back(shown);
-      if (std::isfinite(shown)) hi = std::max(hi, shown);
+      if (std::isfinite(shown)) hi = std::max(hi, shown), lo = std::min(lo, shown);
     }
     std::string label = c.label.empty() ? c.name : c.label;
     if (c.n == 0) label += " (no samples)";
@@ -751,12 +766,14 @@ HeatSpec average_spec(const MediatorSummary& sm, double vmax) {
     s.row_bold.push_back(false);
   }
   s.cmap = colormap_name(sm.mediator);
-  s.vmin = 0;
-  s.vmax = std::isfinite(vmax) && vmax > 0 ? vmax : (hi > 0 ? hi : 1e-6);
+  // Signed quantities (log-probabilities, KL, ...) span their own range.
+  s.vmin = sm.signed_values ? lo : 0;
+  s.vmax = std::isfinite(vmax) && vmax > 0 ? vmax : (hi > s.vmin ? hi : s.vmin + 1e-6);
   s.title = "Average indirect effect of " + average_what(sm.mediator) + " over " + std::to_string(sm.n_facts) +
             (sm.n_facts == 1 ? " fact" : " facts");
   s.subtitle = scheme_name(sm.scheme) + " categories \xC2\xB7 " + mean_mode_text(sm.per_fact_mean) + " \xC2\xB7 " +
-               aie_formula_text(sm.aie_formula) + " \xC2\xB7 colour clipped at 0";
+               aie_formula_text(sm.aie_formula) + (sm.signed_values ? "" : " \xC2\xB7 colour clipped at 0");
+  if (sm.quantity != "p(answer)") s.subtitle += " \xC2\xB7 on " + sm.quantity;
   s.xlabel = layer_axis_label(sm.mediator, sm.model, sm.window);
   s.cbar_label = "AIE";
   return s;
@@ -795,6 +812,9 @@ std::string panel_title(const MediatorSummary& s) {
   if (s.mediator == "attn") return "Run of " + w + " Attn layers";
   if (s.mediator == "hidden_attn_severed") return "Hidden state, Attn severed";
   if (s.mediator == "hidden_mlp_severed") return "Hidden state, MLP severed";
+  if (s.mediator == "knockout_subject") return "Knockout: subject \xE2\x86\x92 last";
+  if (s.mediator == "knockout_nonsubject") return "Knockout: non-subject \xE2\x86\x92 last";
+  if (s.mediator == "knockout_last") return "Knockout: last \xE2\x86\x92 last";
   return report::sanitize_utf8(s.mediator);
 }
 
@@ -808,6 +828,11 @@ std::string panel_subtitle(const MediatorSummary& s) {
 std::string band_text(BandRule b) {
   return b == BandRule::Rome ? "95% bands (ROME's): 1.96 \xC2\xB7 std of the scores / \xE2\x88\x9A(facts)"
                              : "95% bands (per-row): 1.96 \xC2\xB7 s / \xE2\x88\x9An of the per-row indirect effects";
+}
+
+std::string lines_title(const MediatorSummary& s) {
+  if (s.mediator.rfind("knockout_", 0) == 0) return "Attention knockout: " + s.quantity;
+  return "Average indirect effect on " + s.quantity;
 }
 
 int64_t layers_of(const MediatorSummary& s) {
@@ -864,7 +889,7 @@ LineLayout layout_lines(const std::vector<MediatorSummary>& sums) {
 
   L.panels_y = kMargin + kTitleSize + 4 + kSubtitleSize + 10;
   const double content_w = L.panel_w0 + (L.ncols - 1) * (L.panel_w + kPanelGapX);
-  const std::string fig_title = "Average indirect effect on p(answer)";
+  const std::string fig_title = lines_title(sums.front());
   L.subtitle = band_text(sums.front().band);
   L.w = std::ceil(std::max({content_w + 2 * kMargin, m.width(fig_title, kTitleSize, true) + 2 * kMargin,
                             m.width(L.subtitle, kSubtitleSize) + 2 * kMargin}));
@@ -907,7 +932,7 @@ LineLayout layout_lines(const std::vector<MediatorSummary>& sums) {
 void draw_lines(cairo_t* cr, const std::vector<MediatorSummary>& sums, const LineLayout& L) {
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_paint(cr);
-  text(cr, "Average indirect effect on p(answer)", kMargin, kMargin + kTitleSize, kTitleSize, true, 0.0, kText);
+  text(cr, lines_title(sums.front()), kMargin, kMargin + kTitleSize, kTitleSize, true, 0.0, kText);
   text(cr, L.subtitle, kMargin, kMargin + kTitleSize + 4 + kSubtitleSize, kSubtitleSize, false, 0.0, kAxis);
 
   const double left = L.ytick_w + 3 + 4;
@@ -998,7 +1023,9 @@ void draw_lines(cairo_t* cr, const std::vector<MediatorSummary>& sums, const Lin
       cairo_stroke(cr);
       text(cr, L.yticks.label(v), px - 5, centred_baseline(y, kTickSize), kTickSize, false, 1.0, kText);
     }
-    if (col == 0) text_vertical(cr, "AIE on p(answer)", panel_x + kAxisSize, py + L.ph / 2, kAxisSize, kText);
+    if (col == 0)
+      text_vertical(cr, sums.front().mediator.rfind("knockout_", 0) == 0 ? "relative change" : "AIE on " + sums.front().quantity,
+                    panel_x + kAxisSize, py + L.ph / 2, kAxisSize, kText);
 
     // x ticks: every layer gets a mark, labels where they fit.
     const Measure m;

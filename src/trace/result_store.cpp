@@ -42,6 +42,11 @@ std::string trace_fingerprint(const Model& model, const TraceSettings& s) {
             {"version", kKnowtraceVersion}};
   // Only when it changes the numbers: fingerprints of same-draw runs stay as they were.
   if (s.severing != Severing::SameDraw) j["severing"] = severing_name(s.severing);
+  if (s.corruption != Corruption::Noise) j["corruption"] = corruption_name(s.corruption);
+  if (s.target != Target::FirstToken) j["target"] = target_name(s.target);
+  if (s.metric != Metric::Prob) j["metric"] = metric_name(s.metric);
+  if (s.normalise) j["normalise"] = true;
+  if (s.knockout_window != TraceSettings{}.knockout_window) j["knockout_window"] = s.knockout_window;
   return j.dump();
 }
 
@@ -59,10 +64,12 @@ TraceRecord trace_record(const FactTrace& f, const MediatorTrace& m, const Trace
   r.n_tokens = sc.size(0), r.n_layers = sc.size(1);
   r.scores.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
   r.subject_begin = f.subject_begin, r.subject_end = f.subject_end;
-  r.low_score = f.low_score, r.high_score = f.high_score;
+  r.low_score = m.low_score, r.high_score = m.high_score;
   r.correct_prediction = f.correct_prediction;
   r.correct_rule = f.correct_rule;
-  r.window = m.mediator == Mediator::Mlp || m.mediator == Mediator::Attn ? s.window : 1;
+  r.window = m.mediator == Mediator::Mlp || m.mediator == Mediator::Attn ? s.window
+             : is_knockout(m.mediator)                                ? s.knockout_window
+                                                                      : 1;
   r.convention = convention_name(s.convention);
   r.noise = s.noise.text;
   r.noise_level = s.noise.level;
@@ -71,6 +78,17 @@ TraceRecord trace_record(const FactTrace& f, const MediatorTrace& m, const Trace
   r.samples = s.samples;
   r.fingerprint = fingerprint;
   r.version = kKnowtraceVersion;
+  r.metric = metric_name(s.metric);
+  r.target = target_name(s.target);
+  r.corruption = corruption_name(s.corruption);
+  r.counterfactual = f.counterfactual;
+  r.target_ids.assign(f.target_ids.begin(), f.target_ids.end());
+  r.counter_id = f.counter_id;
+  r.normalised = s.normalise && !is_knockout(m.mediator);
+  r.raw_low = is_knockout(m.mediator) ? m.low_score : f.raw_low;
+  r.raw_high = is_knockout(m.mediator) ? m.high_score : f.raw_high;
+  if (is_knockout(m.mediator)) r.knockout_window = s.knockout_window;
+  if (s.corruption == Corruption::Prompt) r.samples = 1, r.noise = "none", r.noise_level = 0;
   return r;
 }
 

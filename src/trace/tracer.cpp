@@ -331,9 +331,9 @@ void finish_trace(PreparedFact& p, const TraceSettings& st) {
 using detail::site_index;
 
 FactStates record_fact_states(const Model& model, const std::string& prompt, const std::string& subject,
-                              const TraceSettings& st) {
+                              const TraceSettings& st, const FactAnswer& answer) {
   c10::InferenceMode guard;
-  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, {});
+  detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, answer);
   const ModelConfig& cfg = model.config();
   const int64_t L = cfg.n_layers;
   std::vector<at::Tensor> corrupted(1 + 5 * L);
@@ -434,6 +434,15 @@ TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::st
   s.noise = parse_noise(noise, seed, replace);
   s.severing = parse_severing(severing);
   return s;
+}
+
+void set_interventions(TraceSettings& s, const InterventionText& t) {
+  s.corruption = parse_corruption(t.corruption);
+  s.target = parse_target(t.target);
+  s.metric = parse_metric(t.metric);
+  s.normalise = t.normalise;
+  if (t.knockout_window < 1) throw Error("knockout_window must be at least 1 (got " + std::to_string(t.knockout_window) + ")");
+  s.knockout_window = t.knockout_window;
 }
 
 std::string severing_name(Severing s) { return s == Severing::SameDraw ? "same-draw" : "rome-notebook"; }

@@ -89,6 +89,14 @@ struct TraceSettings {
 TraceSettings make_trace_settings(int64_t samples, int64_t window, const std::string& convention,
                                   const std::vector<std::string>& mediators, const std::string& noise, uint32_t seed,
                                   bool replace, const std::string& severing = "same-draw");
+// The settings beyond ROME's, from their text forms (defaults: ROME's).
+struct InterventionText {
+  std::string corruption = "noise", target = "first-token", metric = "prob";
+  bool normalise = false;
+  int64_t knockout_window = 9;
+};
+void set_interventions(TraceSettings& s, const InterventionText& t);
+
 // Resolves noise s<k> to k x the std of `subjects`' embeddings (ROME: every
 // subject of the data set, each tokenized alone); other noise is unchanged.
 // `source` names where the subjects came from (noise.source, stored).
@@ -156,7 +164,7 @@ struct FactStates {
   std::vector<at::Tensor> clean, corrupted;
 };
 FactStates record_fact_states(const Model& model, const std::string& prompt, const std::string& subject,
-                              const TraceSettings& settings);
+                              const TraceSettings& settings, const FactAnswer& answer = {});
 
 FactTrace trace_fact_reference(const Model& model, const std::string& prompt, const std::string& subject,
                                const TraceSettings& settings, const FactAnswer& answer = {},
