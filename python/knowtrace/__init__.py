@@ -83,19 +83,30 @@ class Model:
 
     def trace(self, prompt, subject, mediators=MEDIATORS, samples=10, noise="s3", seed=1, replace=False, window=10,
               convention="resid_post", severing="same-draw", expect=None, noise_subjects=None, engine="fast",
-              max_batch_tokens=0):
+              max_batch_tokens=0, corruption="noise", counterfactual=None, target="first-token", metric="prob",
+              counterfactual_answer=None, normalise=False, knockout_window=9):
         """Causal trace of one fact: {mediator: dict with exactly the keys and
         types of ROME's calculate_hidden_flow}, plus "_meta" (answer id,
-        noise level and where it came from, fingerprint). noise "s3" is 3 x
-        the std of every subject of known_1000 (when found, else the bundled
-        facts; noise_subjects: a data set file), as `knowtrace run`."""
+        noise level and where it came from, fingerprint, metric, target).
+        noise "s3" is 3 x the std of every subject of known_1000 (when found,
+        else the bundled facts; noise_subjects: a data set file), as
+        `knowtrace run`. Beyond ROME: corruption="prompt" with a
+        counterfactual prompt of as many tokens; target="answer" scores every
+        token of " " + expect (teacher-forced); metric "logprob",
+        "logit_diff" (needs counterfactual_answer) or "kl"; normalise=True
+        gives (m - low) / (high - low); mediators "knockout_subject",
+        "knockout_nonsubject", "knockout_last" remove the last token's
+        attention edges in knockout_window layers (Geva et al.)."""
         if isinstance(mediators, str):
             mediators = [m for m in mediators.replace(",", " ").split() if m]
         if noise_subjects is None:
             noise_subjects = _default_noise_subjects()
         return self._m.trace(prompt, subject, list(mediators), int(samples), str(noise), int(seed), bool(replace),
                              int(window), convention, severing, expect, noise_subjects or "", engine,
-                             int(max_batch_tokens))
+                             int(max_batch_tokens),
+                             dict(corruption=corruption, counterfactual=counterfactual, target=target, metric=metric,
+                                  counterfactual_answer=counterfactual_answer, normalise=bool(normalise),
+                                  knockout_window=int(knockout_window)))
 
     def __repr__(self):
         c = self.config

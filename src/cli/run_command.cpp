@@ -22,6 +22,7 @@ struct RunArgs {
   std::vector<std::string> stages;  // empty: the config's
   std::string shard;
   std::optional<int64_t> limit;
+  std::vector<std::string> sets;  // --set KEY=VALUE: any config key
   bool download = false;
 };
 
@@ -46,6 +47,12 @@ void run_run(const RunArgs& a) {
   o.dataset = a.dataset, o.limit = a.limit;
   if (!a.stages.empty()) o.stages = a.stages;
   apply_overrides(cfg, o);
+  for (const auto& kv : a.sets) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw Error("--set '" + kv + "': expected KEY=VALUE (a config key, e.g. --set metric=logprob)");
+    set_config_value(cfg, kv.substr(0, eq), kv.substr(eq + 1), "--set " + kv.substr(0, eq));
+  }
   RunOptions opts;
   opts.download_data = a.download;
   if (!a.shard.empty()) std::tie(opts.shard_index, opts.shard_count) = parse_shard(a.shard);
@@ -69,6 +76,9 @@ void add_run(CLI::App& app) {
   cmd->add_option("--engine", a->engine, "reference (overrides the config)");
   cmd->add_option("--model", a->model, "Model path (overrides the config)");
   cmd->add_option("--dataset", a->dataset, "default | known_1000 | PATH (overrides the config)");
+  cmd->add_option("--set", a->sets,
+                  "KEY=VALUE: any config key, read as YAML (repeatable), e.g. --set mediators=[knockout_subject] "
+                  "--set target=answer");
   cmd->add_option("--shard", a->shard,
                   "i/n: trace only share i (0-based) of n into RESULTS-shard-i-of-n; combine with knowtrace merge");
   cmd->add_flag("--download-data", a->download,

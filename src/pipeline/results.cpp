@@ -229,8 +229,13 @@ void aggregate_stage(const RunConfig& cfg, const std::string& dir, const std::st
     }
   };
   // Averaged heatmaps and line plots first: the report shows them on top.
-  for (const auto& s : primary) keep(plot_average_heatmap(s, (figs / ("average_" + s.mediator)).string(), summary_formats));
-  keep(plot_aie_lines(primary, (figs / "aie_lines").string(), summary_formats));
+  // Knockouts (one row: the last token) get their own line plot.
+  std::vector<MediatorSummary> restorations, knockouts;
+  for (const auto& s : primary) (s.mediator.rfind("knockout_", 0) == 0 ? knockouts : restorations).push_back(s);
+  for (const auto& s : restorations)
+    keep(plot_average_heatmap(s, (figs / ("average_" + s.mediator)).string(), summary_formats));
+  if (!restorations.empty()) keep(plot_aie_lines(restorations, (figs / "aie_lines").string(), summary_formats));
+  if (!knockouts.empty()) keep(plot_aie_lines(knockouts, (figs / "knockout_lines").string(), summary_formats));
   const size_t summary_pngs = pngs.size();
   Progress progress("plot", static_cast<int64_t>(records.size()), "heatmaps", opts.progress);
   for (const auto& r : records) {

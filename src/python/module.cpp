@@ -157,7 +157,8 @@ class PyModel {
   py::dict trace(const std::string& prompt, const std::string& subject, const std::vector<std::string>& mediators,
                  int64_t samples, const std::string& noise, uint32_t seed, bool replace, int64_t window,
                  const std::string& convention, const std::string& severing, const std::optional<std::string>& expect,
-                 const std::string& noise_subjects, const std::string& engine, int64_t max_batch_tokens) const {
+                 const std::string& noise_subjects, const std::string& engine, int64_t max_batch_tokens,
+                 const py::dict& beyond) const {
     kt::EngineOptions eo;
     eo.engine = kt::parse_engine(engine);
     eo.max_batch_tokens = max_batch_tokens;
@@ -165,11 +166,28 @@ class PyModel {
     const int64_t L = model_->config().n_layers;
     kt::TraceSettings s = kt::make_trace_settings(samples, std::min(window, L), convention, mediators, noise, seed,
                                                   replace, severing);
+    // Beyond ROME: corruption, target, metric, normalise, knockout_window,
+    // counterfactual, counterfactual_answer (Python's keyword arguments).
+    kt::InterventionText t;
+    kt::FactAnswer answer(expect);
+    for (const auto& [k, v] : beyond) {
+      const std::string key = py::str(k);
+      if (v.is_none()) continue;
+      if (key == "corruption") t.corruption = py::str(v);
+      else if (key == "target") t.target = py::str(v);
+      else if (key == "metric") t.metric = py::str(v);
+      else if (key == "normalise") t.normalise = v.cast<bool>();
+      else if (key == "knockout_window") t.knockout_window = v.cast<int64_t>();
+      else if (key == "counterfactual") answer.counterfactual = std::string(py::str(v));
+      else if (key == "counterfactual_answer") answer.counterfactual_answer = std::string(py::str(v));
+      else throw kt::Error("trace: unknown keyword '" + key + "'");
+    }
+    kt::set_interventions(s, t);
     kt::FactTrace f;
     {
       py::gil_scoped_release nogil;
-      kt::resolve_noise_from_dataset(s, *model_, noise_subjects);
-      f = kt::trace_fact(*model_, prompt, subject, s, kt::FactAnswer(expect), eo);
+      if (s.corruption == kt::Corruption::Noise) kt::resolve_noise_from_dataset(s, *model_, noise_subjects);
+      f = kt::trace_fact(*model_, prompt, subject, s, answer, eo);
     }
     // The stored record's fields (window, kind, ...) come from the one
     // conversion the .npz files use.
@@ -197,6 +215,13 @@ class PyModel {
     meta["samples"] = s.samples;
     meta["correct_rule"] = f.correct_rule;
     meta["fingerprint"] = fingerprint;
+    meta["metric"] = kt::metric_name(s.metric);
+    meta["target"] = kt::target_name(s.target);
+    meta["target_ids"] = f.target_ids;
+    meta["corruption"] = kt::corruption_name(s.corruption);
+    meta["counterfactual"] = f.counterfactual;
+    meta["raw_low_score"] = f.raw_low;
+    meta["raw_high_score"] = f.raw_high;
     out["_meta"] = meta;
     return out;
   }
@@ -275,6 +300,6 @@ PYBIND11_MODULE(_core, m) {
       .def("trace", &PyModel::trace, py::arg("prompt"), py::arg("subject"), py::arg("mediators"), py::arg("samples"),
            py::arg("noise"), py::arg("seed"), py::arg("replace"), py::arg("window"), py::arg("convention"),
            py::arg("severing"), py::arg("expect"), py::arg("noise_subjects"), py::arg("engine"),
-           py::arg("max_batch_tokens"));
+           py::arg("max_batch_tokens"), py::arg("beyond"));
   m.def("run_config", &run_config, py::arg("path"), py::arg("overrides"));
 }

@@ -819,6 +819,9 @@ std::string panel_title(const MediatorSummary& s) {
 }
 
 std::string panel_subtitle(const MediatorSummary& s) {
+  if (s.mediator.rfind("knockout_", 0) == 0)
+    return std::to_string(s.n_facts) + (s.n_facts == 1 ? " fact" : " facts") +
+           " \xC2\xB7 mean over facts of (p \xE2\x88\x92 p_clean) / p_clean";
   return std::to_string(s.n_facts) + (s.n_facts == 1 ? " fact" : " facts") + " \xC2\xB7 " + scheme_name(s.scheme) +
          " \xC2\xB7 " + (s.per_fact_mean ? "per-fact means" : "token-weighted") + " \xC2\xB7 " +
          aie_formula_text(s.aie_formula);
@@ -898,7 +901,8 @@ LineLayout layout_lines(const std::vector<MediatorSummary>& sums) {
   std::vector<std::string> seen;
   for (const auto& s : sums)
     for (const auto& c : s.categories)
-      if (std::find(seen.begin(), seen.end(), c.name) == seen.end()) {
+      if (std::find(seen.begin(), seen.end(), c.name) == seen.end() &&
+          !(c.n == 0 && s.mediator.rfind("knockout_", 0) == 0)) {  // a knockout has only the last token
         seen.push_back(c.name);
         LineLayout::Entry e;
         e.name = c.name;

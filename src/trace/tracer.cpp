@@ -100,7 +100,7 @@ void validate_fact(const Model& model, const std::string& prompt, const std::str
   if (s.window < 1 || s.window > L)
     throw Error("window " + std::to_string(s.window) + " must be between 1 and the model's " + std::to_string(L) +
                 " layers");
-  if (s.noise.std_multiple > 0) throw Error("noise '" + s.noise.text + "' must be resolved to a number before tracing");
+  if (s.corruption == Corruption::Noise && s.noise.std_multiple > 0) throw Error("noise '" + s.noise.text + "' must be resolved to a number before tracing");
   const int64_t T = static_cast<int64_t>(model.tokenizer().encode(prompt).ids.size());
   if (T > model.config().max_positions)
     throw Error("prompt has " + std::to_string(T) + " tokens, more than the model's context of " +

@@ -220,3 +220,33 @@ def test_example_runs_when_matplotlib_is_there(tmp_path):
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "eiffel.png").stat().st_size > 1000
+
+
+def test_beyond_rome_keywords_match_the_transformers_goldens(models):
+    """corruption / target / metric / knockouts by keyword give the numbers
+    of tests/reference/interventions_reference.py (plain transformers hooks)."""
+    with open(os.path.join(SRC, "tests", "fixtures", "traces", "llama_interventions.json")) as f:
+        g = json.load(f)
+    fact = g["facts"][0]
+    common = dict(samples=g["samples"], noise=repr(g["noise_level"]), window=g["window"], expect=fact["attribute"],
+                  counterfactual=fact["counterfactual_prompt"], counterfactual_answer=fact["counterfactual_answer"],
+                  knockout_window=g["knockout_window"])
+    m = kt.load(os.path.join(FIX, "llama"))
+    for key, kw in (("noise_first_token", dict(metric="logit_diff")), ("noise_answer", dict(target="answer", metric="logprob")),
+                    ("prompt_first_token", dict(corruption="prompt", metric="kl"))):
+        t = m.trace(PROMPT, SUBJECT, mediators="hidden,mlp", **common, **kw)
+        metric = kw["metric"]
+        assert t["_meta"]["metric"] == metric and t["_meta"]["corruption"] == kw.get("corruption", "noise")
+        assert abs(t["hidden"]["low_score"] - g["facts"][0][key]["low"][metric]) < 1e-5
+        for med in ("hidden", "mlp"):
+            want = numpy.array(fact[key]["scores"][med][metric])
+            assert numpy.abs(t[med]["scores"].numpy() - want).max() < 1e-5, (key, med)
+    k = m.trace(PROMPT, SUBJECT, mediators="knockout_subject,knockout_last", **common)
+    for med in ("knockout_subject", "knockout_last"):
+        want = numpy.array(fact["knockout_first_token"]["scores"][med])
+        assert k[med]["scores"].shape == (1, len(want))
+        assert numpy.abs(k[med]["scores"].numpy()[0] - want).max() < 1e-5
+    with pytest.raises(kt.InvalidInput, match="tokens; the prompt has"):
+        m.trace(PROMPT, SUBJECT, mediators="hidden", corruption="prompt", counterfactual="Paris is a city")
+    with pytest.raises(kt.InvalidInput, match="metric 'accuracy' is not one of"):
+        m.trace(PROMPT, SUBJECT, mediators="hidden", metric="accuracy")

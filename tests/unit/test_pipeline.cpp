@@ -28,6 +28,7 @@
 #include "pipeline/pipeline.h"
 #include "pipeline/stages.h"
 #include "report/plots.h"
+#include "trace/engine.h"
 #include "util/error.h"
 #include "util/paths.h"
 #include "test_support.h"
@@ -669,6 +670,100 @@ TEST_F(PipelineRun, ReplotWithoutTheModel) {
   EXPECT_TRUE(fs::exists(d / "run" / "summary.json"));
   // Without a stored run there is nothing to plot.
   EXPECT_NE(error_of([&] { kt::replot((d / "nothing").string()); }).find("no run.json"), std::string::npos);
+}
+
+// Beyond ROME through the run: counterfactual-prompt corruption from the
+// same-relation rule (recorded), knockouts stored with one row and drawn as
+// their own line plot, numbers equal to the engine's on the same inputs,
+// one-line errors naming the fact and the key.
+TEST_F(PipelineRun, CounterfactualPromptsAndKnockoutsThroughTheRun) {
+  const fs::path d = fresh_dir("beyond");
+  auto model = kt::Model::load(kSrc + "/tests/fixtures/models/gpt2");
+  const std::string prompt = "The Eiffel Tower is located in the city of", subject = "The Eiffel Tower";
+  const size_t T = model->tokenizer().encode(prompt).ids.size();
+  // A subject of the same relation that gives the prompt as many tokens.
+  std::string other;
+  for (const char* c : {"The Louvre Museum", "The Colosseum", "Big Ben Tower", "The Hagia Sophia", "The Kremlin",
+                        "The Spanish Steps", "The Rialto Bridge", "Mount Kilimanjaro", "The Brandenburg Gate"}) {
+    std::string p = prompt;
+    p.replace(0, subject.size(), c);
+    if (model->tokenizer().encode(p).ids.size() == T) {
+      other = c;
+      break;
+    }
+  }
+  ASSERT_FALSE(other.empty()) << "no candidate subject with " << T << " tokens";
+  const std::string counterfactual = other + prompt.substr(subject.size());
+  json facts = json::array();
+  facts.push_back({{"known_id", 0}, {"prompt", prompt}, {"subject", subject}, {"attribute", "Paris"}, {"relation_id", "P131"}});
+  facts.push_back({{"known_id", 1}, {"prompt", other + " is located in the city of"}, {"subject", other},
+                   {"attribute", "Rome"}, {"relation_id", "P131"}});
+  facts.push_back({{"known_id", 2}, {"prompt", "Miles Davis plays the"}, {"subject", "Miles Davis"}, {"attribute", "trumpet"},
+                   {"relation_id", "P1303"}});
+  write_file(d / "facts.json", facts.dump());
+  kt::RunConfig c = fixture_config(d / "run");
+  c.dataset = (d / "facts.json").string();
+  c.filter = "none";
+  c.engine = "fast";
+  c.mediators = {"hidden", "knockout_subject", "knockout_last"};
+  c.corruption = "prompt";
+  c.counterfactual = "same-relation";
+  c.knockout_window = 2;
+  kt::RunReport r = kt::run_pipeline(c, quiet());
+  // Fact 2 has no other subject of its relation: refused with its id and the rule.
+  EXPECT_EQ(r.trace_errors, 1);
+  const std::string errors = slurp(d / "run" / "errors.jsonl");
+  EXPECT_NE(errors.find("fact 2: counterfactual same-relation: no other subject of relation P1303"), std::string::npos)
+      << errors;
+  const kt::TraceRecord h = kt::read_trace_file((d / "run" / "traces" / "0_hidden.npz").string(), "0");
+  EXPECT_EQ(h.corruption, "prompt");
+  EXPECT_EQ(h.counterfactual, counterfactual);
+  EXPECT_EQ(h.samples, 1);
+  const kt::TraceRecord k = kt::read_trace_file((d / "run" / "traces" / "0_knockout_subject.npz").string(), "0");
+  EXPECT_EQ(k.n_tokens, 1);
+  EXPECT_EQ(k.prompt_tokens(), static_cast<int64_t>(T));
+  EXPECT_EQ(k.knockout_window, 2);
+  EXPECT_EQ(k.low_score, 0.0);
+  // The run's numbers are the engine's for the same fact and settings.
+  kt::TraceSettings st;
+  st.samples = c.samples;
+  st.window = c.window;
+  st.noise = kt::parse_noise("0.1");
+  st.mediators = {kt::Mediator::Hidden, kt::Mediator::KnockoutSubject, kt::Mediator::KnockoutLast};
+  st.corruption = kt::Corruption::Prompt;
+  st.knockout_window = 2;
+  kt::FactAnswer a(std::string("Paris"));
+  a.counterfactual = counterfactual;
+  const kt::FactTrace f = kt::trace_fact(*model, prompt, subject, st, a);
+  double worst = 0;
+  for (const auto* rec : {&h, &k}) {
+    const auto& m = f.traces[rec == &h ? 0 : 1].scores;
+    for (int64_t i = 0; i < m.numel(); ++i)
+      worst = std::max(worst, std::abs(m.view(-1)[i].item<double>() - rec->scores[static_cast<size_t>(i)]));
+  }
+  EXPECT_LE(worst, 1e-9);
+  const auto summaries = kt::read_summary_json((d / "run" / "summary.json").string());
+  bool found = false;
+  for (const auto& sm : summaries)
+    if (sm.mediator == "knockout_subject") {
+      found = true;
+      EXPECT_EQ(sm.quantity, "relative change of p(answer)");
+    }
+  EXPECT_TRUE(found);
+  if (kt::plots_available()) {
+    EXPECT_TRUE(fs::exists(d / "run" / "figures" / "knockout_lines.png"));
+    EXPECT_TRUE(fs::exists(d / "run" / "figures" / "aie_lines.png"));
+    EXPECT_TRUE(fs::exists(d / "run" / "figures" / "facts" / "0_knockout_subject.png"));
+  }
+  // A knockout window wider than the model: refused before any work, naming the key.
+  c.results = (d / "run2").string();
+  c.knockout_window = 99;
+  const std::string e = error_of([&] { kt::run_pipeline(c, quiet()); });
+  EXPECT_NE(e.find("key 'knockout_window': 99 is larger than the model's 3 layers"), std::string::npos) << e;
+  // Bad values of the new keys, from YAML, with file and line.
+  EXPECT_NE(config_error("model: m\nmetric: accuracy\n").find("cfg.yaml:2"), std::string::npos);
+  EXPECT_NE(config_error("model: m\ntarget: all\n").find("target"), std::string::npos);
+  EXPECT_NE(config_error("model: m\ncorruption: shuffle\n").find("corruption"), std::string::npos);
 }
 
 }  // namespace
