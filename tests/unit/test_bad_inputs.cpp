@@ -801,7 +801,7 @@ TEST(BadYamlConfig, StructureAndValueCases) {
       {"model: m\nembed_name: transformer.h.[LAYER_NUM].wte\n",
        "cfg.yaml:2: key 'embed_name': 'transformer.h.[LAYER_NUM].wte' names one module: it takes no [LAYER_NUM]"},
       {"model: m\nmediators: []\n",
-       "cfg.yaml:2: key 'mediators': needs at least one mediator (hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn)"},
+       "cfg.yaml:2: key 'mediators': needs at least one mediator (hidden, hidden_attn_severed, hidden_mlp_severed, mlp, attn, knockout_subject, knockout_nonsubject, knockout_last)"},
       {"model: m\nfacts: [12, \"a/b\"]\n", "cfg.yaml:2: key 'facts': fact id 'a/b' may only hold letters, digits, '_', '-' and '.'"},
       {"model: m\nstages: []\n", "cfg.yaml:2: key 'stages': no stage given (valid: filter, trace, aggregate, plot)"},
       // Keys no other test gives a bad value.
@@ -1424,7 +1424,7 @@ TEST(BadStoredTraces, ArrayShapes) {
   expect_message(error_of([&] { kt::read_trace_file(tokens, "0", kFp); }), {tokens + ": 2 input_tokens for 3 rows of scores"});
   const std::string ids =
       write_trace(d / "ids.npz", kFp, [](auto& a) { a["input_ids"] = kt::NpyArray::from_i64({1, 2}); });
-  expect_message(error_of([&] { kt::read_trace_file(ids, "0", kFp); }), {ids + ": 2 input_ids for 3 rows of scores"});
+  expect_message(error_of([&] { kt::read_trace_file(ids, "0", kFp); }), {ids + ": 2 input_ids for 3 input_tokens"});
   for (const auto& r : std::vector<std::vector<int64_t>>{{2, 5}, {1, 1}, {-1, 1}}) {
     const std::string outside =
         write_trace(d / "outside.npz", kFp, [&](auto& a) { a["subject_range"] = kt::NpyArray::from_i64(r); });
