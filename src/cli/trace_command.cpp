@@ -82,9 +82,7 @@ void run_trace(TraceArgs a) {
   TraceSettings s =
       make_trace_settings(a.samples, a.window, a.convention, a.mediators, a.noise, a.seed, a.replace, a.severing);
   set_interventions(s, a.beyond);
-  if (std::any_of(s.mediators.begin(), s.mediators.end(), is_knockout) && s.knockout_window > L)
-    throw Error("--knockout-window " + std::to_string(s.knockout_window) + " is larger than the model's " +
-                std::to_string(L) + " layers");
+  check_knockout_window(s, L, "--knockout-window");
   if (s.corruption == Corruption::Noise) resolve_noise_from_dataset(s, *model, a.noise_subjects);
   try {
     validate_fact(*model, a.prompt, a.subject, s);

@@ -97,10 +97,7 @@ TraceSettings make_settings(const RunConfig& cfg, const Model& model, const Data
       make_trace_settings(cfg.samples, cfg.window, cfg.convention, cfg.mediators, cfg.noise, cfg.seed, cfg.replace,
                           cfg.severing);
   set_interventions(st, {cfg.corruption, cfg.target, cfg.metric, cfg.normalise, cfg.knockout_window});
-  const int64_t L = model.config().n_layers;
-  if (std::any_of(st.mediators.begin(), st.mediators.end(), is_knockout) && st.knockout_window > L)
-    throw Error(cfg.where("knockout_window") + ": key 'knockout_window': " + std::to_string(st.knockout_window) +
-                " is larger than the model's " + std::to_string(L) + " layers");
+  check_knockout_window(st, model.config().n_layers, cfg.where("knockout_window") + ": key 'knockout_window':");
   // ROME: k x the std of every dataset subject's embeddings, once per run.
   std::vector<std::string> subjects;
   for (const auto& f : data.facts) subjects.push_back(f.subject);

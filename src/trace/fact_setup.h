@@ -74,6 +74,8 @@ struct PreparedFact {
   at::Tensor counter_embeddings;   // Corruption::Prompt: [1, T_run, d] of the counterfactual
   Scorer scorer;
   double clean_prob = 0;           // the target's probability on the clean run
+  // A knockout's score: the relative change of the target's probability.
+  double knockout_change(double p_knocked) const { return (p_knocked - clean_prob) / clean_prob; }
   int64_t run_tokens() const { return ids_clean.size(1); }
   int64_t prompt_tokens() const { return static_cast<int64_t>(trace.input_ids.size()); }
 };

@@ -321,8 +321,7 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
   for (size_t i = 0; i < order.size(); ++i) {
     const int64_t R = row_counts[i];
     if (order[i]->knockout) {
-      const double pk = per_prob.narrow(0, row, R).mean().item<double>();
-      order[i]->score = (pk - p.clean_prob) / p.clean_prob;
+      order[i]->score = p.knockout_change(per_prob.narrow(0, row, R).mean().item<double>());
     } else {
       order[i]->score = per.narrow(0, row, R).mean().item<double>();
     }

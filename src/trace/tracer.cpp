@@ -12,19 +12,8 @@
 
 namespace kt {
 
-std::string mediator_name(Mediator m) {
-  switch (m) {
-    case Mediator::Hidden: return "hidden";
-    case Mediator::HiddenAttnSevered: return "hidden_attn_severed";
-    case Mediator::HiddenMlpSevered: return "hidden_mlp_severed";
-    case Mediator::Mlp: return "mlp";
-    case Mediator::Attn: return "attn";
-    case Mediator::KnockoutSubject: return "knockout_subject";
-    case Mediator::KnockoutNonSubject: return "knockout_nonsubject";
-    case Mediator::KnockoutLast: return "knockout_last";
-  }
-  return "";
-}
+// util/names.h's mediator_names() is the one table: Mediator's values in order.
+std::string mediator_name(Mediator m) { return mediator_names().at(static_cast<size_t>(m)); }
 
 std::vector<Mediator> all_mediators() {
   return {Mediator::Hidden, Mediator::HiddenAttnSevered, Mediator::HiddenMlpSevered, Mediator::Mlp, Mediator::Attn};
@@ -35,9 +24,9 @@ bool is_knockout(Mediator m) {
 }
 
 Mediator parse_mediator(const std::string& name) {
-  for (Mediator m : {Mediator::Hidden, Mediator::HiddenAttnSevered, Mediator::HiddenMlpSevered, Mediator::Mlp,
-                     Mediator::Attn, Mediator::KnockoutSubject, Mediator::KnockoutNonSubject, Mediator::KnockoutLast})
-    if (mediator_name(m) == name) return m;
+  const auto& names = mediator_names();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<Mediator>(i);
   std::string valid;
   for (const auto& n : mediator_names()) valid += (valid.empty() ? "" : ", ") + n;
   throw Error("unknown mediator '" + name + "' (valid: " + valid + ")");
@@ -280,9 +269,7 @@ PreparedFact prepare_fact(const Model& model, const std::string& prompt, const s
     if (std::any_of(st.mediators.begin(), st.mediators.end(), [&](Mediator m) { return st.notebook_severing(m); }))
       p.noise_second = draw_noise(st.noise, st.samples, n, d, 1).to(model.device());
   }
-  if (std::any_of(st.mediators.begin(), st.mediators.end(), is_knockout) && st.knockout_window > L)
-    throw Error("knockout_window " + std::to_string(st.knockout_window) + " is larger than the model's " +
-                std::to_string(L) + " layers");
+  check_knockout_window(st, L);
   p.ids_samples = p.ids_clean.expand({p.samples, T_run}).contiguous();
   return p;
 }
@@ -376,17 +363,19 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
   int64_t total = 0, done = 0;
   for (Mediator m : st.mediators) total += static_cast<int64_t>(detail::mediator_cells(m, 0, T, L).size());
   for (Mediator m : st.mediators) {
-    at::Tensor scores = at::zeros({is_knockout(m) ? 1 : T, L}, at::kDouble);
+    const bool knockout = is_knockout(m);
+    at::Tensor scores = at::zeros({knockout ? 1 : T, L}, at::kDouble);
     auto acc = scores.accessor<double, 2>();
     for (const auto& [t, l] : detail::mediator_cells(m, 0, T, L)) {
       const detail::CellPlan plan = detail::plan_cell(m, t, l, st, L, f);
       std::vector<char> restore(1 + 5 * L, 0), freeze(1 + 5 * L, 0);
       for (const Site& s : plan.clean) restore[site_index(s, L)] = 1;
       for (const Site& s : plan.frozen) freeze[site_index(s, L)] = 1;
-      const int64_t rows = plan.base == detail::kClean ? 1 : p.samples;
+      const bool from_clean = plan.base == detail::kClean;
+      const int64_t rows = from_clean ? 1 : p.samples;
       SiteHook hook = [&](const Site& s, at::Tensor& v) {
         if (s.kind == SiteKind::Embed) {
-          if (plan.base != detail::kClean) detail::corrupt_embeddings(v, p, st, plan.base == detail::kSecondDraw);
+          if (!from_clean) detail::corrupt_embeddings(v, p, st, plan.base == detail::kSecondDraw);
           return;
         }
         const int64_t i = site_index(s, L);
@@ -398,22 +387,19 @@ FactTrace trace_fact_reference(const Model& model, const std::string& prompt, co
       };
       // Removed attention edges: query t, keys blocked_keys, at blocked_layers.
       at::Tensor mask;
+      AttentionBlock block = nullptr;
       if (!plan.blocked_layers.empty()) {
         mask = at::zeros({p.run_tokens(), p.run_tokens()}, at::kBool);
         for (int64_t k : plan.blocked_keys) mask[t][k] = true;
         mask = mask.to(model.device());
-      }
-      AttentionBlock block = nullptr;
-      if (mask.defined())
         block = [&](int64_t layer) {
-          return std::find(plan.blocked_layers.begin(), plan.blocked_layers.end(), layer) != plan.blocked_layers.end()
-                     ? mask
-                     : at::Tensor();
+          const auto& bl = plan.blocked_layers;
+          return std::find(bl.begin(), bl.end(), layer) != bl.end() ? mask : at::Tensor();
         };
-      const at::Tensor lg = run(plan.base == detail::kClean ? p.ids_clean : p.ids_samples, hook, block);
-      acc[is_knockout(m) ? 0 : t][l] =
-          is_knockout(m) ? (p.scorer.prob_rows(lg).mean().item<double>() - p.clean_prob) / p.clean_prob
-                         : detail::mean_metric(p, lg);
+      }
+      const at::Tensor lg = run(from_clean ? p.ids_clean : p.ids_samples, hook, block);
+      acc[knockout ? 0 : t][l] = knockout ? p.knockout_change(p.scorer.prob_rows(lg).mean().item<double>())
+                                          : detail::mean_metric(p, lg);
       if (progress) progress(++done, total);
     }
     f.traces.push_back({m, scores});
@@ -443,6 +429,12 @@ void set_interventions(TraceSettings& s, const InterventionText& t) {
   s.normalise = t.normalise;
   if (t.knockout_window < 1) throw Error("knockout_window must be at least 1 (got " + std::to_string(t.knockout_window) + ")");
   s.knockout_window = t.knockout_window;
+}
+
+void check_knockout_window(const TraceSettings& s, int64_t L, const std::string& name) {
+  if (std::any_of(s.mediators.begin(), s.mediators.end(), is_knockout) && s.knockout_window > L)
+    throw Error(name + " " + std::to_string(s.knockout_window) + " is larger than the model's " + std::to_string(L) +
+                " layers");
 }
 
 std::string severing_name(Severing s) { return s == Severing::SameDraw ? "same-draw" : "rome-notebook"; }

@@ -20,6 +20,7 @@ class Model;
 // attention to the subject / to the other positions / to itself is removed
 // in a window of layers around l; a knockout trace has one row (the last
 // token) and scores the relative change of the target's probability.
+// (Their names, in this order: util/names.h's mediator_names().)
 enum class Mediator {
   Hidden, HiddenAttnSevered, HiddenMlpSevered, Mlp, Attn,
   KnockoutSubject, KnockoutNonSubject, KnockoutLast
@@ -96,6 +97,10 @@ struct InterventionText {
   int64_t knockout_window = 9;
 };
 void set_interventions(TraceSettings& s, const InterventionText& t);
+// kt::Error "<name> <k> is larger than the model's <L> layers" when a
+// knockout mediator is traced with a window wider than the model; `name`
+// says where the window came from (a key, a flag).
+void check_knockout_window(const TraceSettings& s, int64_t n_layers, const std::string& name = "knockout_window");
 
 // Resolves noise s<k> to k x the std of `subjects`' embeddings (ROME: every
 // subject of the data set, each tokenized alone); other noise is unchanged.

@@ -51,7 +51,7 @@ import torch
 import transformers as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rome_reference import FIXTURE_FACTS, embedding_std, find_token_range, names, untuple  # noqa: E402
+from rome_reference import FIXTURE_FACTS, embedding_std, find_token_range, names, output_hook  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = os.path.join(ROOT, "tests", "fixtures", "models")
@@ -137,20 +137,9 @@ class Runner:
         for t, name, vals in freeze:
             frozen.setdefault(name, []).append((t, vals))
 
-        def out_hook(name):
-            def f(mod, args, out):
-                h = untuple(out)
-                for t in restored.get(name, []):
-                    h[1:, t] = h[0, t]
-                for t, vals in frozen.get(name, []):
-                    h[1:, t] = vals[1:, t]
-                if name in record:
-                    recorded[name] = h.detach().clone()
-                return out
-            return f
-
         for n in set(restored) | set(frozen) | set(record):
-            hooks.append(self.mods[n].register_forward_hook(out_hook(n)))
+            hooks.append(self.mods[n].register_forward_hook(
+                output_hook(n, restored.get(n, []), frozen.get(n, []), n in record, recorded)))
         if block is not None:
             layers, q, keys = block
             for k in layers:

@@ -117,6 +117,22 @@ def embedding_std(model, tok, subjects):
     return torch.cat(vals).std().item()
 
 
+def output_hook(name, restore_ts, frozen, record, recorded):
+    """A forward hook on module `name`: rows 1.. take row 0's value at each
+    token of restore_ts and the given values at each (t, values) of frozen;
+    with record, the (patched) output is kept in recorded[name]."""
+    def f(mod, args, out):
+        h = untuple(out)
+        for t in restore_ts:
+            h[1:, t] = h[0, t]
+        for t, vals in frozen:
+            h[1:, t] = vals[1:, t]
+        if record:
+            recorded[name] = h.detach().clone()
+        return out
+    return f
+
+
 def last_probs(model, inp, hooks):
     """Next-token probabilities of every row with `hooks` registered, which
     are removed afterwards."""
@@ -158,18 +174,6 @@ class Tracer:
         for t, name, vals in freeze:
             frozen.setdefault(name, []).append((t, vals))
 
-        def out_hook(name):
-            def f(mod, args, out):
-                h = untuple(out)
-                for t in by_mod.get((name, "out"), []):
-                    h[1:, t] = h[0, t]
-                for t, vals in frozen.get(name, []):
-                    h[1:, t] = vals[1:, t]
-                if name in record:
-                    recorded[name] = h.detach().clone()
-                return out
-            return f
-
         def in_hook(name):
             def f(mod, args, kwargs):
                 h = args[0] if args else kwargs["hidden_states"]
@@ -179,7 +183,8 @@ class Tracer:
 
         names_out = {n for (n, w) in by_mod if w == "out"} | set(frozen) | set(record)
         for n in names_out:
-            hooks.append(self.mods[n].register_forward_hook(out_hook(n)))
+            hooks.append(self.mods[n].register_forward_hook(
+                output_hook(n, by_mod.get((n, "out"), []), frozen.get(n, []), n in record, recorded)))
         for n in {n for (n, w) in by_mod if w == "in"}:
             hooks.append(self.mods[n].register_forward_pre_hook(in_hook(n), with_kwargs=True))
         return last_probs(self.m, inp, hooks), recorded
