@@ -163,12 +163,15 @@ void run_trace(TraceArgs a) {
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
-  std::printf("prompt   %s\nsubject  %s (tokens %lld..%lld)\nanswer   '%s' (id %d)  high_score %.4f  low_score %.4f  total effect %.4f\n"
-              "noise    %s = %.5g%s, %lld samples, seed %u\n",
+  std::printf("prompt   %s\nsubject  %s (tokens %lld..%lld)\nanswer   '%s' (id %d)  high_score %.4f  low_score %.4f  total effect %.4f\n",
               f.prompt.c_str(), f.subject.c_str(), (long long)f.subject_begin, (long long)f.subject_end - 1,
-              f.answer.c_str(), f.answer_id, f.high_score, f.low_score, f.high_score - f.low_score, a.noise.c_str(),
-              s.noise.level, s.noise.source.empty() ? "" : (" (std of " + s.noise.source + ")").c_str(),
-              (long long)s.samples, s.noise.seed);
+              f.answer.c_str(), f.answer_id, f.high_score, f.low_score, f.high_score - f.low_score);
+  if (s.corruption == Corruption::Noise)
+    std::printf("noise    %s = %.5g%s, %lld samples, seed %u\n", a.noise.c_str(), s.noise.level,
+                s.noise.source.empty() ? "" : (" (std of " + s.noise.source + ")").c_str(), (long long)s.samples,
+                s.noise.seed);
+  else
+    std::printf("noise    none: the corrupted run is the counterfactual prompt's (1 row)\n");
   if (expect.expect) std::printf("expected '%s': %s\n", expect.expect->c_str(), f.correct_prediction ? "correct" : "WRONG");
   if (!s.defaults_beyond_rome())
     std::printf("scores   %s of the %s, corruption %s%s%s\n", metric_name(s.metric).c_str(),

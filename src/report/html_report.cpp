@@ -95,13 +95,14 @@ void write_html_report(const std::string& path, const std::string& title, const 
   if (summaries.empty()) {
     h << "<p>No aggregated results.</p>\n";
   } else {
-    h << "<table class=\"summary\">\n<thead><tr><th rowspan=\"2\">Mediator</th><th rowspan=\"2\">Categories</th>"
+    h << "<table class=\"summary\">\n<thead><tr><th rowspan=\"2\">Mediator</th><th rowspan=\"2\">Score</th><th rowspan=\"2\">Categories</th>"
          "<th rowspan=\"2\">Means</th><th rowspan=\"2\">Facts</th><th rowspan=\"2\">Layers</th>"
          "<th rowspan=\"2\">Mean low score</th><th rowspan=\"2\">Mean high score</th><th rowspan=\"2\">ATE</th>"
          "<th colspan=\"2\">Best AIE, last subject token</th><th colspan=\"2\">Best AIE, last token</th></tr>\n"
          "<tr><th>AIE</th><th>layer</th><th>AIE</th><th>layer</th></tr></thead>\n<tbody>\n";
     for (const auto& s : summaries) {
-      h << "<tr><td>" << html_escape(s.mediator) << "</td><td>" << scheme_name(s.scheme) << "</td><td>"
+      h << "<tr><td>" << html_escape(s.mediator) << "</td><td>" << html_escape(s.quantity) << "</td><td>"
+        << scheme_name(s.scheme) << "</td><td>"
         << (s.per_fact_mean ? "per fact" : "token-weighted") << "</td><td class=\"num\">" << s.n_facts
         << "</td><td class=\"num\">" << s.n_layers << "</td><td class=\"num\">" << format_fixed(s.mean_low, 4)
         << "</td><td class=\"num\">" << format_fixed(s.mean_high, 4) << "</td><td class=\"num\">"
