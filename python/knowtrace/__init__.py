@@ -83,7 +83,7 @@ class Model:
 
     def trace(self, prompt, subject, mediators=MEDIATORS, samples=10, noise="s3", seed=1, replace=False, window=10,
               convention="resid_post", severing="same-draw", expect=None, noise_subjects=None, engine="fast",
-              max_batch_tokens=0, corruption="noise", counterfactual=None, target="first-token", metric="prob",
+              max_batch_tokens="auto", corruption="noise", counterfactual=None, target="first-token", metric="prob",
               counterfactual_answer=None, normalise=False, knockout_window=9):
         """Causal trace of one fact: {mediator: dict with exactly the keys and
         types of ROME's calculate_hidden_flow}, plus "_meta" (answer id,
@@ -103,7 +103,7 @@ class Model:
             noise_subjects = _default_noise_subjects()
         return self._m.trace(prompt, subject, list(mediators), int(samples), str(noise), int(seed), bool(replace),
                              int(window), convention, severing, expect, noise_subjects or "", engine,
-                             int(max_batch_tokens),
+                             -1 if max_batch_tokens == "auto" else int(max_batch_tokens),
                              dict(corruption=corruption, counterfactual=counterfactual, target=target, metric=metric,
                                   counterfactual_answer=counterfactual_answer, normalise=bool(normalise),
                                   knockout_window=int(knockout_window)))

@@ -101,7 +101,8 @@ struct BenchArgs {
   std::string config;  // positional, optional
   std::string model, data, dataset, device, dtype, engines = "fast,reference", noise;
   int64_t facts = 3, reference_facts = 1;
-  std::optional<int64_t> samples, window, max_batch_tokens;
+  std::optional<int64_t> samples, window;
+  std::optional<std::string> max_batch_tokens;
   bool as_json = false;
 };
 
@@ -142,10 +143,9 @@ BenchSetup resolve_setup(const BenchArgs& a) {
   if (!a.noise.empty()) b.noise = a.noise;
   if (a.samples) b.samples = *a.samples;
   if (a.window) b.window = *a.window;
-  if (a.max_batch_tokens) b.max_batch_tokens = *a.max_batch_tokens;
+  if (a.max_batch_tokens) b.max_batch_tokens = parse_batch_tokens(*a.max_batch_tokens, "bench: --max-batch-tokens");
   if (b.samples < 1) throw Error("bench: --samples must be at least 1");
   if (b.window < 1) throw Error("bench: --window must be at least 1");
-  if (b.max_batch_tokens < 0) throw Error("bench: --max-batch-tokens must be 0 (no limit) or more");
 
   Dataset d;
   if (!a.data.empty()) {
@@ -222,9 +222,9 @@ void run_bench(const BenchArgs& a) {
   if (!a.as_json) {
     std::printf("bench: %s (%s, %s, %lld layers), %lld facts from %s\n", b.model_path.c_str(), b.device.c_str(),
                 b.dtype.c_str(), (long long)c.n_layers, (long long)n_facts, b.facts_source.c_str());
-    std::printf("settings: S=%lld, window %lld, noise %s = %.6g, %zu mediators, max_batch_tokens %lld\n",
+    std::printf("settings: S=%lld, window %lld, noise %s = %.6g, %zu mediators, max_batch_tokens %s\n",
                 (long long)s.samples, (long long)s.window, b.noise.c_str(), s.noise.level, s.mediators.size(),
-                (long long)b.max_batch_tokens);
+                b.max_batch_tokens == kAutoBatchTokens ? "auto" : std::to_string(b.max_batch_tokens).c_str());
     std::printf("matmul peak (2048^3): fp32 %.1f GFLOP/s (at::matmul %.1f, engine's linear [%s] %.1f), bf16 %.1f GFLOP/s; "
                 "%d threads\n",
                 peak_f32 / 1e9, peak_f32_aten / 1e9, o.device.is_cpu() ? fp32_gemm_backend() : "aten",
@@ -252,7 +252,8 @@ void run_bench(const BenchArgs& a) {
       sync(o.device);
       tf = seconds_since(t0);
       row["fast"] = {{"seconds", tf}, {"flops", st.flops}, {"flops_per_second", st.flops / tf},
-                     {"restorations", st.restorations}, {"sweeps", st.sweeps}};
+                     {"restorations", st.restorations}, {"sweeps", st.sweeps},
+                     {"max_batch_tokens", st.max_batch_tokens}};
       if (dev_mem) row["fast"]["device_peak_bytes"] = device_peak_bytes(o.device);
       tot_fast += tf, tot_fast_flops += st.flops, tot_fast_restor += st.restorations;
     }
@@ -365,7 +366,8 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--window", a->window, "Window of the mlp/attn mediators (default: the config's, else 10)");
   cmd->add_option("--noise", a->noise, "Noise: a number, s<k> or u<x> (default: the config's, else 0.1)");
   cmd->add_option("--max-batch-tokens", a->max_batch_tokens,
-                  "Fast engine: live tokens per sweep, 0 = unlimited (default: the config's, else 0)");
+                  "Fast engine: live tokens per sweep: auto (from the memory available), 0 = unlimited, or a number "
+                  "(default: the config's, else 0)");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N (default: the config's, else cpu)");
   cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16 (default: the config's, else float32)");
   cmd->add_flag("--json", a->as_json, "One JSON object on stdout");

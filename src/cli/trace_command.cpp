@@ -26,7 +26,7 @@ namespace {
 struct TraceArgs {
   std::string model, prompt, subject, expect, out, noise = "s3", device = "cpu", dtype = "float32";
   std::string convention = "resid_post", engine = "fast", severing = "same-draw";
-  int64_t max_batch_tokens = 0;
+  int64_t max_batch_tokens = kAutoBatchTokens;
   std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
   std::string noise_subjects;  // a data set (path, known_1000, default); "" = as `run` finds one
   std::string counterfactual, counterfactual_answer;
@@ -230,7 +230,10 @@ void add_trace(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--engine", a->engine, "fast | reference")->capture_default_str();
   cmd->add_flag("--save-states", a->save_states, "Also store every site's clean and corrupted values (float16)");
-  cmd->add_option("--max-batch-tokens", a->max_batch_tokens, "Fast engine: live tokens per sweep (0 = unlimited)");
+  cmd->add_option_function<std::string>(
+      "--max-batch-tokens",
+      [a](const std::string& v) { a->max_batch_tokens = parse_batch_tokens(v, "--max-batch-tokens"); },
+      "Fast engine: live tokens per sweep: auto (default: from the memory available), 0 = unlimited, or a number");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16")->capture_default_str();
   cmd->add_flag("--json", a->as_json, "One JSON object on stdout");

@@ -353,7 +353,16 @@ const std::vector<KeySpec>& key_specs() {
                                       }),
       field("save_states", &RunConfig::save_states, boolean()),
       field("engine", &RunConfig::engine, one_of({"reference", "fast"})),
-      field("max_batch_tokens", &RunConfig::max_batch_tokens, integer(0, int64_t(1) << 40)),
+      KeySpec{"max_batch_tokens",
+              [](RunConfig& c, const Field& f) {
+                c.max_batch_tokens = f.str() == "auto" ? -1 : f.integer(0, int64_t(1) << 40);
+              },
+              [](const RunConfig& c) {
+                return c.max_batch_tokens < 0 ? nlohmann::json("auto") : nlohmann::json(c.max_batch_tokens);
+              },
+              [](RunConfig& c, const nlohmann::json& j) {
+                c.max_batch_tokens = j.is_string() ? -1 : j.get<int64_t>();
+              }},
       field("formats", &RunConfig::formats, list_of({"png", "pdf", "svg"})),
       field<std::vector<std::string>>("stages", &RunConfig::stages,
                                       [](const Field& f) {

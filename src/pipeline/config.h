@@ -51,7 +51,8 @@ struct RunConfig {
   bool save_states = false;               // also store every site's clean/corrupted values (float16)
   std::string engine = "fast";            // fast (the default of every command) | reference (ROME's loop, the
                                           // oracle): the same numbers to fp32 rounding
-  int64_t max_batch_tokens = 0;           // fast engine: live tokens per sweep (0 = unlimited)
+  int64_t max_batch_tokens = -1;          // fast engine: live tokens per sweep: -1 = auto (YAML `auto`: sized
+                                          // from the memory available), 0 = unlimited
   std::vector<std::string> formats = {"png", "pdf", "svg"};
   std::vector<std::string> stages = {"filter", "trace", "aggregate", "plot"};
 

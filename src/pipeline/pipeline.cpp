@@ -553,6 +553,13 @@ RunReport run_pipeline(RunConfig cfg, const RunOptions& opts) {
     if (rep.facts_reused > 0 && root)
       std::fprintf(stderr, "trace: %lld facts already stored, %zu to trace%s\n", (long long)rep.facts_reused, todo.size(),
                    ranks ? " on rank 0" : "");
+    // The sweep bound the fast engine will use, said once (for the first fact's length).
+    if (root && !todo.empty() && parse_engine(cfg.engine) == Engine::Fast && cfg.max_batch_tokens == kAutoBatchTokens) {
+      const int64_t T = static_cast<int64_t>(model->tokenizer().encode(todo.front()->prompt).ids.size());
+      const BatchSize bs = auto_batch_size(*model, T, st.corruption == Corruption::Prompt ? 1 : st.samples);
+      std::fprintf(stderr, "trace: sweeps of up to %lld live tokens for a %lld-token prompt (%s)\n",
+                   (long long)bs.tokens, (long long)T, bs.how.c_str());
+    }
     Progress progress("trace", static_cast<int64_t>(todo.size()), "facts", opts.progress && root);
     for (const Verdict* vp : todo) {
       if (stop_requested()) {

@@ -161,7 +161,7 @@ class PyModel {
                  const py::dict& beyond) const {
     kt::EngineOptions eo;
     eo.engine = kt::parse_engine(engine);
-    eo.max_batch_tokens = max_batch_tokens;
+    eo.max_batch_tokens = max_batch_tokens;  // -1: auto
     eo.poll = poll_python;
     const int64_t L = model_->config().n_layers;
     kt::TraceSettings s = kt::make_trace_settings(samples, std::min(window, L), convention, mediators, noise, seed,

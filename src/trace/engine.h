@@ -16,7 +16,7 @@ Engine parse_engine(const std::string& name);  // kt::Error naming the value oth
 
 struct EngineOptions {
   Engine engine = Engine::Fast;
-  int64_t max_batch_tokens = 0;          // fast engine: live tokens per sweep (0 = unlimited)
+  int64_t max_batch_tokens = kAutoBatchTokens;  // fast engine: live tokens per sweep (0 = unlimited)
   std::function<void()> poll;            // called often; may throw to abandon the trace
   TraceProgress progress;                // reference engine: restorations done / total
 };

@@ -13,6 +13,7 @@
 
 #include "trace/fact_setup.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace kt {
 
@@ -331,6 +332,44 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
 
 }  // namespace
 
+BatchSize auto_batch_size(const Model& model, int64_t T, int64_t rows) {
+  const ModelConfig& c = model.config();
+  BatchSize b;
+  const double units = c.hidden + c.n_heads * c.head_dim * (1.0 + T) + 2.0 * c.n_kv_heads * c.head_dim +
+                       3.0 * c.intermediate + static_cast<double>(c.n_heads) * T;
+  b.bytes_per_token = static_cast<int64_t>(units * 4 * (model.dtype() == at::kFloat ? 1.25 : 2.5));
+  const int64_t least = rows * T;  // one restoration
+  if (!model.device().is_cpu()) {
+    b.tokens = std::max<int64_t>(least, 32768);
+    b.how = "auto on " + model.device().str() + ": 32768 (device memory not measured)";
+    return b;
+  }
+  b.available_bytes = available_memory_bytes();
+  if (b.available_bytes <= 0) {
+    b.tokens = std::max<int64_t>(least, 65536);
+    b.how = "auto: 65536 (available memory unknown)";
+    return b;
+  }
+  b.tokens = std::max<int64_t>(least, b.available_bytes / 2 / b.bytes_per_token);
+  b.how = "auto: " + format_bytes(b.available_bytes / 2) + " of " + format_bytes(b.available_bytes) + " available, " +
+          format_bytes(b.bytes_per_token) + " per live token";
+  return b;
+}
+
+int64_t parse_batch_tokens(const std::string& s, const std::string& what) {
+  if (s == "auto") return kAutoBatchTokens;
+  size_t used = 0;
+  long long v = -1;
+  try {
+    v = std::stoll(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != s.size() || s.empty() || v < 0)
+    throw Error(what + " '" + s + "' is not auto, 0 (no limit) or a positive number of tokens");
+  return static_cast<int64_t>(v);
+}
+
 FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const std::string& subject,
                           const TraceSettings& st, const FactAnswer& answer,
                           const FastOptions& opt, FastStats* stats) {
@@ -373,11 +412,13 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
   }
 
   // Chunks bounded by live tokens (each restoration holds rows x (T_run - t)).
+  const int64_t limit =
+      opt.max_batch_tokens == kAutoBatchTokens ? auto_batch_size(model, T_run, S).tokens : opt.max_batch_tokens;
   std::vector<std::vector<Restoration*>> chunks(1);
   int64_t budget = 0;
   for (Restoration& r : all) {
     const int64_t cost = runs[static_cast<size_t>(r.base)]->rows() * (T_run - r.t);
-    if (opt.max_batch_tokens > 0 && budget + cost > opt.max_batch_tokens && !chunks.back().empty()) {
+    if (limit > 0 && budget + cost > limit && !chunks.back().empty()) {
       chunks.emplace_back();
       budget = 0;
     }
@@ -397,6 +438,7 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
   if (stats) {
     stats->restorations = static_cast<int64_t>(all.size());
     stats->sweeps = static_cast<int64_t>(chunks.size());
+    stats->max_batch_tokens = limit;
     stats->flops = flops.total;
   }
   return std::move(p.trace);

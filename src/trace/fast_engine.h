@@ -16,14 +16,35 @@
 #include <optional>
 #include <string>
 
+#include "model/model.h"
 #include "trace/tracer.h"
 
 namespace kt {
 
+// max_batch_tokens: sized from the memory available (the default).
+constexpr int64_t kAutoBatchTokens = -1;
+
+// How many live tokens a sweep of a fact may hold: the sweep's working
+// memory (activations, attention scores, the keys/values of the positions
+// before each restored token) at most half of the memory available. The
+// bytes per live token are the model's activation widths x 4 bytes, scaled
+// by what was measured on SmolLM2 (fp32 0.83, bf16 2.0 of that figure,
+// taken as 1.25 and 2.5). On CUDA the device's free memory is not read
+// yet: 32768 tokens.
+struct BatchSize {
+  int64_t tokens = 0;
+  int64_t bytes_per_token = 0, available_bytes = -1;
+  std::string how;  // "auto: 4.1 GiB of 8.2 GiB available, 61.2 KiB per live token"
+};
+BatchSize auto_batch_size(const Model& model, int64_t run_tokens, int64_t rows);
+// "auto" -> kAutoBatchTokens, else an integer >= 0; kt::Error naming `what` otherwise.
+int64_t parse_batch_tokens(const std::string& text, const std::string& what);
+
 struct FastOptions {
   // Upper bound on tokens (rows x positions) live in one sweep; larger fact
-  // sets of restorations run as several sweeps. 0 = no limit.
-  int64_t max_batch_tokens = 0;
+  // sets of restorations run as several sweeps. 0 = no limit;
+  // kAutoBatchTokens = auto_batch_size's.
+  int64_t max_batch_tokens = kAutoBatchTokens;
   // Called between layers of every sweep; it may throw to abandon the
   // trace (the Python module turns a pending Ctrl-C into KeyboardInterrupt).
   std::function<void()> poll;
@@ -32,6 +53,7 @@ struct FastOptions {
 struct FastStats {
   int64_t restorations = 0;  // computed (cells before the subject are not)
   int64_t sweeps = 0;
+  int64_t max_batch_tokens = 0;  // the bound the sweeps had (0 = none)
   double flops = 0;          // useful multiply-adds x 2, from the shapes computed
 };
 

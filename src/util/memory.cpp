@@ -1,6 +1,9 @@
 #include "util/memory.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <utility>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/resource.h>
@@ -35,6 +38,49 @@ int64_t current_rss_bytes() {
 #else
   return -1;
 #endif
+}
+
+namespace {
+
+// The first number in a file ("max" or a missing file: -1).
+int64_t read_number(const char* path) {
+  std::FILE* f = std::fopen(path, "r");
+  if (!f) return -1;
+  long long v = -1;
+  const int n = std::fscanf(f, "%lld", &v);
+  std::fclose(f);
+  return n == 1 ? static_cast<int64_t>(v) : -1;
+}
+
+}  // namespace
+
+int64_t available_memory_bytes() {
+  if (const char* e = std::getenv("KNOWTRACE_MEMORY_BUDGET"); e && *e) {
+    char* end = nullptr;
+    const long long v = std::strtoll(e, &end, 10);
+    if (end && *end == '\0' && v > 0) return static_cast<int64_t>(v);
+  }
+  int64_t avail = -1;
+#if defined(__linux__)
+  if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f)) {
+      long long kb = 0;
+      if (std::sscanf(line, "MemAvailable: %lld kB", &kb) == 1) avail = static_cast<int64_t>(kb) * 1024;
+    }
+    std::fclose(f);
+  }
+  // The cgroup's limit, where one is set (v2, then v1).
+  const int64_t limit2 = read_number("/sys/fs/cgroup/memory.max"), used2 = read_number("/sys/fs/cgroup/memory.current");
+  const int64_t limit1 = read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+                used1 = read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes");
+  for (auto [limit, used] : {std::pair{limit2, used2}, std::pair{limit1, used1}})
+    if (limit > 0 && used >= 0 && limit < (int64_t{1} << 60)) {
+      const int64_t room = std::max<int64_t>(0, limit - used);
+      avail = avail < 0 ? room : std::min(avail, room);
+    }
+#endif
+  return avail;
 }
 
 std::string format_bytes(int64_t bytes) {

@@ -13,6 +13,12 @@ int64_t peak_rss_bytes();
 // Current resident set size in bytes (/proc/self/statm); -1 when unknown.
 int64_t current_rss_bytes();
 
+// Memory this process may still use, in bytes: the smaller of the
+// system's MemAvailable and the room left under its cgroup's limit (v2
+// memory.max, v1 limit_in_bytes). KNOWTRACE_MEMORY_BUDGET (bytes) replaces
+// the measurement (tests, or a user sharing the machine). -1 when unknown.
+int64_t available_memory_bytes();
+
 // "1.23 GiB", "456.0 MiB", "789 KiB", "n/a" for a negative value.
 std::string format_bytes(int64_t bytes);
 

@@ -125,6 +125,43 @@ TEST_P(FastVsReference, RomeNotebookSeveringBothConventions) {
               GetParam().c_str(), worst, moved);
 }
 
+// max_batch_tokens auto: a forced small memory budget (KNOWTRACE_MEMORY_BUDGET)
+// gives many small sweeps with the numbers of one sweep; a large one, one
+// sweep; the chosen bound follows the budget.
+TEST(FastEngine, AutoBatchSizeFollowsTheMemoryBudget) {
+  auto model = kt::Model::load(kModels + "llama", test_device());
+  if (!model->device().is_cpu()) GTEST_SKIP() << "auto sizing reads CPU memory only";
+  auto s = settings(kt::HiddenConvention::ResidPost);
+  kt::FastOptions unlimited;
+  unlimited.max_batch_tokens = 0;
+  kt::FastStats one, small, large;
+  const auto a = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, unlimited, &one);
+  const int64_t T = static_cast<int64_t>(a.input_ids.size());
+  const int64_t per_token = kt::auto_batch_size(*model, T, s.samples).bytes_per_token;
+  ASSERT_GT(per_token, 0);
+  {
+    // Room for 40 live tokens: two restorations of the last token, at most.
+    kt_test::EnvVar budget("KNOWTRACE_MEMORY_BUDGET", std::to_string(2 * 40 * per_token));
+    const kt::BatchSize bs = kt::auto_batch_size(*model, T, s.samples);
+    EXPECT_EQ(bs.tokens, std::max<int64_t>(40, s.samples * T));
+    EXPECT_NE(bs.how.find("per live token"), std::string::npos) << bs.how;
+    const auto b = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, {}, &small);
+    EXPECT_EQ(small.max_batch_tokens, bs.tokens);
+    EXPECT_GT(small.sweeps, 3);
+    EXPECT_LE(max_diff(a, b), 1e-6);
+  }
+  {
+    kt_test::EnvVar budget("KNOWTRACE_MEMORY_BUDGET", std::to_string(int64_t{1} << 40));
+    const auto c = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, {}, &large);
+    EXPECT_EQ(large.sweeps, 1);
+    EXPECT_LE(max_diff(a, c), 1e-6);
+  }
+  EXPECT_EQ(kt::parse_batch_tokens("auto", "x"), kt::kAutoBatchTokens);
+  EXPECT_EQ(kt::parse_batch_tokens("4096", "x"), 4096);
+  EXPECT_THROW(kt::parse_batch_tokens("-3", "--max-batch-tokens"), kt::Error);
+  EXPECT_THROW(kt::parse_batch_tokens("lots", "--max-batch-tokens"), kt::Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, FastVsReference, ::testing::ValuesIn(kArchs),
                          [](const auto& info) { return info.param; });
 

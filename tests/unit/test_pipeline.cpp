@@ -200,6 +200,18 @@ TEST(PipelineConfig, CommandLineOverrides) {
 }
 
 // Found by tests/fuzz/fuzz_config (docs/FUZZING.md).
+TEST(PipelineConfig, MaxBatchTokensAutoIsTheDefaultAndRoundTrips) {
+  EXPECT_EQ(kt::parse_config("model: m\n", "cfg.yaml").max_batch_tokens, -1);
+  const kt::RunConfig c = kt::parse_config("model: m\nmax_batch_tokens: auto\n", "cfg.yaml");
+  EXPECT_EQ(c.max_batch_tokens, -1);
+  const std::string j = kt::config_to_json(c);
+  EXPECT_EQ(json::parse(j)["max_batch_tokens"], "auto");
+  EXPECT_EQ(kt::config_from_json(j, "run.json").max_batch_tokens, -1);
+  EXPECT_EQ(kt::parse_config("model: m\nmax_batch_tokens: 4096\n", "cfg.yaml").max_batch_tokens, 4096);
+  EXPECT_NE(config_error("model: m\nmax_batch_tokens: lots\n").find("cfg.yaml:2: key 'max_batch_tokens'"),
+            std::string::npos);
+}
+
 TEST(PipelineConfig, HostileTextGivesOneLineErrors) {
   // Invalid UTF-8 in a value: a clear error, not an exception from the JSON
   // writer of run.json later.
@@ -785,20 +797,7 @@ fs::path fixture_hf_cache(const fs::path& root, const std::string& fixture = "gp
   return root / "hub";
 }
 
-struct EnvVar {
-  std::string name;
-  std::optional<std::string> old;
-  EnvVar(const char* n, const std::string& v) : name(n) {
-    if (const char* o = std::getenv(n)) old = o;
-    ::setenv(n, v.c_str(), 1);
-  }
-  ~EnvVar() {
-    if (old)
-      ::setenv(name.c_str(), old->c_str(), 1);
-    else
-      ::unsetenv(name.c_str());
-  }
-};
+using kt_test::EnvVar;
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,22 @@ inline fs::path fresh_dir(const std::string& name) {
   fs::remove_all(p);
   return p;
 }
+
+// Sets an environment variable for a scope; the old value (or its absence) comes back after.
+struct EnvVar {
+  std::string name;
+  std::optional<std::string> old;
+  EnvVar(const char* n, const std::string& v) : name(n) {
+    if (const char* o = std::getenv(n)) old = o;
+    ::setenv(n, v.c_str(), 1);
+  }
+  ~EnvVar() {
+    if (old)
+      ::setenv(name.c_str(), old->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
 
 inline std::string write_file(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());
