@@ -13,6 +13,7 @@
 #endif
 
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -58,14 +59,6 @@ double matmul_peak(at::ScalarType dtype, at::Device dev, int64_t n, bool engine_
   return best;
 }
 
-// FLOPs of one plain forward of `rows` x T tokens with last-position logits.
-double forward_flops(const ModelConfig& c, int64_t rows, int64_t T) {
-  const double d = c.hidden, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim, I = c.intermediate;
-  const double mlp = c.arch->mlp == MlpKind::Gated ? 3 * d * I : 2 * d * I;
-  const double per_layer = 2.0 * rows * T * (d * qd + 2 * d * kvd + qd * d + mlp) + 4.0 * rows * c.n_heads * T * T * c.head_dim;
-  return c.n_layers * per_layer + 2.0 * rows * d * c.vocab_size;
-}
-
 // Peak device memory allocated by the caching allocator since the last
 // reset, bytes; -1 on the CPU or when this build has no c10_cuda.
 int64_t device_peak_bytes(at::Device dev) {
@@ -104,6 +97,7 @@ struct BenchArgs {
   std::optional<int64_t> samples, window;
   std::optional<std::string> max_batch_tokens;
   bool as_json = false;
+  bool count_flops = false;  // FLOPs from the plans only, no sweeps
 };
 
 // Everything a bench run needs, from the config (if any) and the flags.
@@ -181,6 +175,39 @@ TraceSettings make_settings(const BenchSetup& b, const Model& model) {
   return s;
 }
 
+// --count-flops: each fact's FLOPs as the fast engine plans them vs ROME's
+// loop (one forward of S + 1 rows per cell), and the fraction per prompt
+// length. Only the clean forward pass of each fact runs.
+void count_flops(const BenchSetup& b, const Model& model, const TraceSettings& s, int64_t n_facts, bool as_json) {
+  nlohmann::json out = {{"model", b.model_path}, {"samples", s.samples}, {"mediators", b.mediators},
+                        {"facts", nlohmann::json::array()}};
+  std::map<int64_t, std::pair<double, double>> by_length;  // T -> (knowtrace, ROME) FLOPs
+  std::map<int64_t, int64_t> facts_of_length;
+  if (!as_json) std::printf("%-6s %3s %8s %12s %12s %9s\n", "fact", "T", "computed", "GFLOP", "ROME GFLOP", "fraction");
+  for (int64_t i = 0; i < n_facts; ++i) {
+    const Fact& f = b.facts[static_cast<size_t>(i)];
+    const FastStats st = count_trace_flops(model, f.prompt, f.subject, s, {});
+    const int64_t T = static_cast<int64_t>(model.tokenizer().encode(f.prompt).ids.size());
+    out["facts"].push_back({{"id", f.id}, {"tokens", T}, {"restorations", st.restorations}, {"flops", st.flops},
+                            {"rome_flops", st.rome_flops}, {"fraction_of_rome_flops", st.flops / st.rome_flops}});
+    by_length[T].first += st.flops, by_length[T].second += st.rome_flops, ++facts_of_length[T];
+    if (!as_json)
+      std::printf("%-6s %3lld %8lld %12.1f %12.1f %8.1f%%\n", f.id.c_str(), (long long)T, (long long)st.restorations,
+                  st.flops / 1e9, st.rome_flops / 1e9, 100 * st.flops / st.rome_flops);
+  }
+  out["by_length"] = nlohmann::json::array();
+  for (const auto& [T, v] : by_length)
+    out["by_length"].push_back({{"tokens", T}, {"facts", facts_of_length[T]}, {"fraction_of_rome_flops", v.first / v.second}});
+  if (as_json) {
+    std::cout << out.dump(1) << "\n";
+    return;
+  }
+  std::printf("\nby prompt length (%lld mediators, S = %lld): tokens facts fraction-of-ROME's-FLOPs\n",
+              (long long)s.mediators.size(), (long long)s.samples);
+  for (const auto& [T, v] : by_length)
+    std::printf("  T=%-3lld %4lld  %5.1f%%\n", (long long)T, (long long)facts_of_length[T], 100 * v.first / v.second);
+}
+
 void run_bench(const BenchArgs& a) {
   const BenchSetup b = resolve_setup(a);
   LoadOptions o;
@@ -194,6 +221,7 @@ void run_bench(const BenchArgs& a) {
   if (!run_fast && !run_ref) throw Error("bench: --engines must name fast, reference or both");
   const int64_t n_facts = std::min<int64_t>(a.facts, static_cast<int64_t>(b.facts.size()));
   const int64_t n_ref = run_ref ? std::min<int64_t>(a.reference_facts, n_facts) : 0;
+  if (a.count_flops) return count_flops(b, *model, s, n_facts, a.as_json);
 
   const double peak_f32_aten = matmul_peak(at::kFloat, o.device, 2048);
   const double peak_f32_engine = o.device.is_cpu() ? matmul_peak(at::kFloat, o.device, 2048, true) : peak_f32_aten;
@@ -233,7 +261,7 @@ void run_bench(const BenchArgs& a) {
                 "restor", "fast s", "GFLOP", "GFLOP/s", "%pk", "restor", "ref s", "GFLOP", "GFLOP/s", "speedup",
                 "max|d|", "peak RSS", dev_mem ? "dev peak" : "");
   }
-  double tot_fast = 0, tot_ref = 0, tot_fast_flops = 0, tot_ref_flops = 0, tot_fast_ref_facts = 0;
+  double tot_fast = 0, tot_ref = 0, tot_fast_flops = 0, tot_ref_flops = 0, tot_fast_ref_facts = 0, tot_rome_flops = 0;
   int64_t tot_fast_restor = 0, tot_ref_restor = 0, dev_peak_all = -1;
   for (int64_t i = 0; i < n_facts; ++i) {
     const Fact& fact = b.facts[static_cast<size_t>(i)];
@@ -253,9 +281,10 @@ void run_bench(const BenchArgs& a) {
       tf = seconds_since(t0);
       row["fast"] = {{"seconds", tf}, {"flops", st.flops}, {"flops_per_second", st.flops / tf},
                      {"restorations", st.restorations}, {"sweeps", st.sweeps},
-                     {"max_batch_tokens", st.max_batch_tokens}};
+                     {"max_batch_tokens", st.max_batch_tokens}, {"rome_flops", st.rome_flops},
+                     {"fraction_of_rome_flops", st.flops / st.rome_flops}};
       if (dev_mem) row["fast"]["device_peak_bytes"] = device_peak_bytes(o.device);
-      tot_fast += tf, tot_fast_flops += st.flops, tot_fast_restor += st.restorations;
+      tot_fast += tf, tot_fast_flops += st.flops, tot_fast_restor += st.restorations, tot_rome_flops += st.rome_flops;
     }
     const bool ref_this = run_ref && i < n_ref;
     if (ref_this) {
@@ -313,6 +342,7 @@ void run_bench(const BenchArgs& a) {
                   {"reference_facts", n_ref},
                   {"fast_seconds", tot_fast},
                   {"fast_flops", tot_fast_flops},
+                  {"rome_flops", tot_rome_flops},
                   {"fast_restorations", tot_fast_restor},
                   {"reference_seconds", tot_ref},
                   {"reference_flops", tot_ref_flops},
@@ -330,10 +360,11 @@ void run_bench(const BenchArgs& a) {
     return;
   }
   if (tot_fast > 0)
-    std::printf("fast: %lld facts, %lld restorations, %.2f s (%.2f s/fact), %.1f GFLOP, %.1f GFLOP/s = %.0f%% of the %s matmul peak\n",
+    std::printf("fast: %lld facts, %lld restorations, %.2f s (%.2f s/fact), %.1f GFLOP (%.1f%% of ROME's loop's %.1f), "
+                "%.1f GFLOP/s = %.0f%% of the %s matmul peak\n",
                 (long long)n_facts, (long long)tot_fast_restor, tot_fast, tot_fast / std::max<int64_t>(1, n_facts),
-                tot_fast_flops / 1e9, tot_fast_flops / tot_fast / 1e9, 100 * tot_fast_flops / tot_fast / peak,
-                b.dtype.c_str());
+                tot_fast_flops / 1e9, 100 * tot_fast_flops / tot_rome_flops, tot_rome_flops / 1e9,
+                tot_fast_flops / tot_fast / 1e9, 100 * tot_fast_flops / tot_fast / peak, b.dtype.c_str());
   if (tot_ref > 0)
     std::printf("reference: %lld facts, %lld restorations, %.2f s (%.2f s/fact), %.1f GFLOP, %.1f GFLOP/s; "
                 "fast is %.2fx faster on the same facts\n",
@@ -371,6 +402,8 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N (default: the config's, else cpu)");
   cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16 (default: the config's, else float32)");
   cmd->add_flag("--json", a->as_json, "One JSON object on stdout");
+  cmd->add_flag("--count-flops", a->count_flops,
+                "Only count each fact's FLOPs from the fast engine's plan vs ROME's loop (no sweeps), by prompt length");
   cmd->callback([=] { run_bench(*a); });
 }
 

@@ -140,7 +140,42 @@ struct FlopCounter {
   }
   void attention(int64_t rows, int64_t tq, int64_t tk) { total += 4.0 * rows * c.n_heads * tq * tk * c.head_dim; }
   void head(int64_t rows) { total += 2.0 * rows * c.hidden * c.vocab_size; }
+  // One forward of `rows` rows of T tokens, scored at the last n positions.
+  void run(int64_t rows, int64_t T, int64_t n) {
+    for (int64_t k = 0; k < c.n_layers; ++k) tokens(rows * T), attention(rows, T, T);
+    head(rows * n);
+  }
 };
+
+// Every cell of the fact the engine computes, as restorations. Cells before
+// the first changed token equal their base run: score = its low score (the
+// second draw's for ROME's notebook severing: token t < b is clean in both
+// draws, so freezing and restoring it change nothing). Knockouts have one
+// cell per layer.
+std::vector<Restoration> plan_restorations(const detail::PreparedFact& p, const TraceSettings& st, int64_t L) {
+  std::vector<Restoration> all;
+  for (size_t mi = 0; mi < st.mediators.size(); ++mi)
+    for (const auto& [t, l] : detail::mediator_cells(st.mediators[mi], p.first_changed, p.prompt_tokens(), L))
+      all.push_back(from_plan(mi, detail::plan_cell(st.mediators[mi], t, l, st, L, p.trace), L));
+  return all;
+}
+
+// The FLOPs of the runs a fact's restorations start from (corrupted, second
+// draw, clean), and of ROME's loop for the same cells: one forward of S + 1
+// rows per cell (every cell, before the subject too) and one more for the
+// clean and corrupted scores.
+void count_base_runs(const detail::PreparedFact& p, const std::vector<Restoration>& all, FlopCounter& flops) {
+  flops.run(p.samples, p.run_tokens(), p.n_scored);
+  if (p.noise_second.defined()) flops.run(p.samples, p.run_tokens(), p.n_scored);
+  if (std::any_of(all.begin(), all.end(), [](const Restoration& r) { return r.knockout; }))
+    flops.run(1, p.run_tokens(), p.n_scored);
+}
+double rome_flops(const ModelConfig& c, const detail::PreparedFact& p, const TraceSettings& st) {
+  int64_t cells = 0;
+  for (Mediator m : st.mediators)
+    cells += static_cast<int64_t>(detail::mediator_cells(m, 0, p.prompt_tokens(), c.n_layers).size());
+  return static_cast<double>(cells + 1) * forward_flops(c, p.samples + 1, p.run_tokens(), p.n_scored);
+}
 
 // Restorations that share a restored token and a base run: same live
 // positions t..T-1, same keys/values before t, same rows per restoration.
@@ -380,35 +415,20 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
   const ModelConfig& c = model.config();
   const int64_t L = c.n_layers, S = p.samples, T = p.prompt_tokens(), T_run = p.run_tokens();
   FlopCounter flops{c};
-  auto count_run = [&](int64_t rows) {
-    flops.tokens(rows * T_run);
-    flops.attention(rows, T_run, T_run);
-    flops.head(rows * p.n_scored);
-  };
-
-  std::vector<Restoration> all;
-  for (size_t mi = 0; mi < st.mediators.size(); ++mi)
-    // Cells before the first changed token equal their base run: score =
-    // its low score (the second draw's for ROME's notebook severing: token
-    // t < b is clean in both draws, so freezing and restoring it change
-    // nothing). Knockouts have one cell per layer.
-    for (const auto& [t, l] : detail::mediator_cells(st.mediators[mi], p.first_changed, T, L))
-      all.push_back(from_plan(mi, detail::plan_cell(st.mediators[mi], t, l, st, L, f), L));
+  std::vector<Restoration> all = plan_restorations(p, st, L);
+  count_base_runs(p, all, flops);
 
   std::vector<const CorruptedRun*> runs(3, nullptr);
   CorruptedRun cr = run_corrupted(model, p, st, detail::kCorrupted), second, clean;
   f.low_score = cr.low_score;
-  count_run(S);
   runs[detail::kCorrupted] = &cr;
   if (p.noise_second.defined()) {
     second = run_corrupted(model, p, st, detail::kSecondDraw);
     runs[detail::kSecondDraw] = &second;
-    count_run(S);
   }
   if (std::any_of(all.begin(), all.end(), [](const Restoration& r) { return r.knockout; })) {
     clean = run_corrupted(model, p, st, detail::kClean);
     runs[detail::kClean] = &clean;
-    count_run(1);
   }
 
   // Chunks bounded by live tokens (each restoration holds rows x (T_run - t)).
@@ -440,8 +460,38 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
     stats->sweeps = static_cast<int64_t>(chunks.size());
     stats->max_batch_tokens = limit;
     stats->flops = flops.total;
+    stats->rome_flops = rome_flops(c, p, st);
   }
   return std::move(p.trace);
+}
+
+double forward_flops(const ModelConfig& c, int64_t rows, int64_t T, int64_t scored) {
+  FlopCounter f{c};
+  f.run(rows, T, scored);
+  return f.total;
+}
+
+FastStats count_trace_flops(const Model& model, const std::string& prompt, const std::string& subject,
+                            const TraceSettings& st, const FactAnswer& answer) {
+  c10::InferenceMode guard;
+  const detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, answer);
+  const ModelConfig& c = model.config();
+  const std::vector<Restoration> all = plan_restorations(p, st, c.n_layers);
+  FlopCounter flops{c};
+  count_base_runs(p, all, flops);
+  // What a sweep computes for each: from its start layer on, its rows x
+  // live tokens, their attention over the whole run, and the head at the
+  // scored positions.
+  for (const Restoration& r : all) {
+    const int64_t rows = r.base == detail::kClean ? 1 : p.samples, len = p.run_tokens() - r.t;
+    for (int64_t k = r.start; k < c.n_layers; ++k) flops.tokens(rows * len), flops.attention(rows, len, p.run_tokens());
+    flops.head(rows * p.n_scored);
+  }
+  FastStats s;
+  s.restorations = static_cast<int64_t>(all.size());
+  s.flops = flops.total;
+  s.rome_flops = rome_flops(c, p, st);
+  return s;
 }
 
 }  // namespace kt

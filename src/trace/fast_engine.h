@@ -55,7 +55,19 @@ struct FastStats {
   int64_t sweeps = 0;
   int64_t max_batch_tokens = 0;  // the bound the sweeps had (0 = none)
   double flops = 0;          // useful multiply-adds x 2, from the shapes computed
+  // ROME's loop on the same cells: one forward of S + 1 rows per cell (and
+  // one for the clean / corrupted scores), counted with the same formulas.
+  double rome_flops = 0;
 };
+
+// FLOPs of one forward of `rows` x T tokens scored at the last `scored`
+// positions (projections, MLP, attention, the head), as the engine counts.
+double forward_flops(const ModelConfig& c, int64_t rows, int64_t T, int64_t scored = 1);
+
+// A trace's FastStats (restorations, flops, rome_flops) from its plan,
+// without the sweeps: one clean forward pass.
+FastStats count_trace_flops(const Model& model, const std::string& prompt, const std::string& subject,
+                            const TraceSettings& settings, const FactAnswer& answer = {});
 
 FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const std::string& subject,
                           const TraceSettings& settings, const FactAnswer& answer = {},

@@ -125,6 +125,38 @@ TEST_P(FastVsReference, RomeNotebookSeveringBothConventions) {
               GetParam().c_str(), worst, moved);
 }
 
+// The FLOPs the sweeps count equal what the cell plans say they compute
+// (each restoration: its rows x live tokens from its start layer on, plus
+// the head), for the five mediators, notebook severing, knockouts, a
+// teacher-forced answer and chunked sweeps; ROME's loop is one forward of
+// S + 1 rows per cell, and the fast engine does a fraction of it.
+TEST_P(FastVsReference, CountedFlopsEqualThePlannedOnes) {
+  auto model = kt::Model::load(kModels + GetParam(), test_device());
+  const auto& c = model->config();
+  const auto& [prompt, subject] = kFacts[0];
+  for (int variant = 0; variant < 4; ++variant) {
+    auto s = settings(kt::HiddenConvention::ResidPost);
+    kt::FastOptions o;
+    kt::FactAnswer a(std::string("Paris"));
+    if (variant == 1) s.severing = kt::Severing::RomeNotebook, o.max_batch_tokens = 40;
+    if (variant == 2) s.mediators = {kt::Mediator::Hidden, kt::Mediator::KnockoutSubject}, s.knockout_window = 2;
+    if (variant == 3) s.target = kt::Target::Answer;
+    kt::FastStats run;
+    const auto f = kt::trace_fact_fast(*model, prompt, subject, s, a, o, &run);
+    const kt::FastStats planned = kt::count_trace_flops(*model, prompt, subject, s, a);
+    EXPECT_EQ(planned.restorations, run.restorations) << variant;
+    EXPECT_NEAR(planned.flops, run.flops, 1e-12 * run.flops) << variant;
+    EXPECT_DOUBLE_EQ(planned.rome_flops, run.rome_flops) << variant;
+    int64_t cells = 0;
+    for (const auto& t : f.traces) cells += t.scores.numel();
+    const int64_t T_run = static_cast<int64_t>(f.input_ids.size() + f.target_ids.size()) - 1;
+    EXPECT_DOUBLE_EQ(run.rome_flops,
+                     (cells + 1) * kt::forward_flops(c, s.samples + 1, T_run, static_cast<int64_t>(f.target_ids.size())))
+        << variant;
+    EXPECT_LT(run.flops, run.rome_flops) << variant;
+  }
+}
+
 // max_batch_tokens auto: a forced small memory budget (KNOWTRACE_MEMORY_BUDGET)
 // gives many small sweeps with the numbers of one sweep; a large one, one
 // sweep; the chosen bound follows the budget.
