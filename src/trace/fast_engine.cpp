@@ -3,13 +3,9 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <string>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #include "trace/fact_setup.h"
 #include "util/error.h"
@@ -20,24 +16,6 @@ namespace kt {
 namespace {
 
 using detail::site_index;
-
-// A sweep allocates and frees tensors of tens to hundreds of MB per layer;
-// glibc serves those with fresh mmap()s, so every one costs page faults and
-// zeroing (kernel time was 13 % of the CPU samples in a profile). Keep freed
-// memory in the heap instead (KNOWTRACE_MALLOC_TUNE=0 leaves malloc as it is).
-void tune_malloc_once() {
-#if defined(__GLIBC__)
-  static const bool done = [] {
-    const char* e = std::getenv("KNOWTRACE_MALLOC_TUNE");
-    if (e && std::string(e) == "0") return false;
-    mallopt(M_MMAP_MAX, 0);                 // large blocks from the heap too
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);     // give memory back only above 1 GiB free at the top
-    mallopt(M_TOP_PAD, 64 << 20);
-    return true;
-  }();
-  (void)done;
-#endif
-}
 
 // What a restoration does to the value at its token in layer k.
 enum class Sub : uint8_t { None, Clean, Corrupted };
@@ -52,6 +30,11 @@ struct Restoration {
   int64_t t, l;
   int64_t start = 0;
   int64_t restore_at = -1;
+  // The layer below `start` whose only change is at token t, after its
+  // attention (an attention / MLP output substituted there): the other
+  // positions keep the base run's values, so the cell's token t is computed
+  // alone through it from the base run's attention output (-1: none).
+  int64_t token_layer = -1;
   int base = 0;
   bool knockout = false;
   std::vector<Sub> attn_sub, mlp_sub;  // [layers]
@@ -91,9 +74,12 @@ Restoration from_plan(size_t slot, const detail::CellPlan& plan, int64_t L) {
   }
   if (plan.base == detail::kSecondDraw)
     for (const Site& s : plan.frozen) start = std::min(start, s.layer);
-  r.start = start;
   for (const Site& s : plan.frozen)
     if (s.layer >= start) (s.kind == SiteKind::Attn ? r.attn_sub : r.mlp_sub)[static_cast<size_t>(s.layer)] = Sub::Corrupted;
+  // Windowed cells (and the second draw's frozen ones): the first layer
+  // changes token t's attention / MLP output only.
+  if (start < L && r.restore_at != start && !r.blocked[static_cast<size_t>(start)]) r.token_layer = start++;
+  r.start = start;
   return r;
 }
 
@@ -133,11 +119,18 @@ CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, co
 struct FlopCounter {
   const ModelConfig& c;
   double total = 0;
-  void tokens(int64_t n) {
-    const double d = c.hidden, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim, I = c.intermediate;
-    const double mlp = c.arch->mlp == MlpKind::Gated ? 3 * d * I : 2 * d * I;
-    total += 2.0 * n * (d * qd + 2 * d * kvd + qd * d + mlp);
+  // The projections of n tokens: q/k/v, then the output projection and the
+  // MLP (mlp_only: the MLP alone).
+  void qkv(int64_t n) {
+    const double d = c.hidden, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
+    total += 2.0 * n * (d * qd + 2 * d * kvd);
   }
+  void out_mlp(int64_t n, bool mlp_only = false) {
+    const double d = c.hidden, qd = c.n_heads * c.head_dim, I = c.intermediate;
+    const double mlp = c.arch->mlp == MlpKind::Gated ? 3 * d * I : 2 * d * I;
+    total += 2.0 * n * ((mlp_only ? 0 : qd * d) + mlp);
+  }
+  void tokens(int64_t n) { qkv(n), out_mlp(n); }
   void attention(int64_t rows, int64_t tq, int64_t tk) { total += 4.0 * rows * c.n_heads * tq * tk * c.head_dim; }
   void head(int64_t rows) { total += 2.0 * rows * c.hidden * c.vocab_size; }
   // One forward of `rows` rows of T tokens, scored at the last n positions.
@@ -249,21 +242,53 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
   auto clean_at = [&](SiteKind kind, int64_t k, int64_t t) {
     return p.clean[site_index({kind, k}, L)].select(1, t);
   };
-  // Restorations starting at layer k join their group's batch; then every
-  // member restoring the input of block k gets the clean residual at t.
+  // Token t of restorations `ms` of group g through layer j, where only it
+  // changes: from the base run's block input and attention output there,
+  // with the members' substitutions; [ms x rows, d].
+  auto token_block = [&](const Group& g, const std::vector<Restoration*>& ms, int64_t j) {
+    const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
+    const int64_t m = static_cast<int64_t>(ms.size()), t = g.t;
+    Group one{t, g.base, g.rows, ms, ms.size()};
+    at::Tensor x = base.block_in[j].select(1, t).repeat({m, 1}), a = base.attn[j].select(1, t).repeat({m, 1});
+    flops.out_mlp(m * g.rows, /*mlp_only=*/true);
+    return model.block(
+        j, x, [&](const at::Tensor&) { return a; },
+        [&](at::Tensor& v) {
+          substitute(v, 0, one, 1, [j](const Restoration& r) { return r.attn(j); }, clean_at(SiteKind::Attn, j, t),
+                     cr.attn[j].select(1, t));
+        },
+        [&](at::Tensor& v) {
+          substitute(v, 0, one, 1, [j](const Restoration& r) { return r.mlp(j); }, clean_at(SiteKind::Mlp, j, t),
+                     cr.mlp[j].select(1, t));
+        });
+  };
+  // Restorations starting at layer k join their group's batch (after their
+  // token layer, if any); then every member restoring the input of block k
+  // gets the clean residual at t. Past the last block (k = L) only the
+  // scored positions are kept: a change at t < T - n is not read there.
   auto start_members = [&](int64_t k) {
     for (auto& [key, g] : groups) {
-      const int64_t t = g.t;
+      const int64_t t = g.t, p0 = k == L ? T - n : t;
+      const bool t_kept = t >= p0;
+      const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
       std::vector<at::Tensor> fresh;
+      std::vector<Restoration*> by_token;
+      std::vector<size_t> by_token_at;
       while (g.active < g.members.size() && g.members[g.active]->start == k) {
-        fresh.push_back(runs[static_cast<size_t>(g.base)]->block_in[k].narrow(1, t, T - t).clone());
-        ++g.active;
+        Restoration* r = g.members[g.active++];
+        fresh.push_back(base.block_in[k].narrow(1, p0, T - p0).clone());
+        if (r->token_layer >= 0 && t_kept) by_token.push_back(r), by_token_at.push_back(fresh.size() - 1);
+      }
+      if (!by_token.empty()) {
+        const at::Tensor out = token_block(g, by_token, k - 1);
+        for (size_t i = 0; i < by_token.size(); ++i)
+          fresh[by_token_at[i]].select(1, 0).copy_(out.narrow(0, static_cast<int64_t>(i) * g.rows, g.rows));
       }
       if (!fresh.empty()) {
         if (g.h.defined()) fresh.insert(fresh.begin(), g.h);
         g.h = at::cat(fresh, 0);
       }
-      for (size_t i = 0; i < g.active; ++i)
+      for (size_t i = 0; i < g.active && t_kept; ++i)
         if (g.members[i]->restore_at == k)
           g.h.narrow(0, static_cast<int64_t>(i) * g.rows, g.rows).select(1, 0).copy_(clean_block_in(k, t).expand({g.rows, d}));
     }
@@ -276,24 +301,34 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
     for (auto& [key, g] : groups)
       if (g.active) live.push_back(&g);
     if (live.empty()) continue;
-    // Pack every live token of every group into one matrix.
-    std::vector<at::Tensor> parts;
-    std::vector<int64_t> offsets;
-    int64_t n_tok = 0;
+    // Pack every live token of every group into one matrix. The last
+    // block's output is read at the scored positions only: there every
+    // position gives its keys / values, and only the last n go on through
+    // the attention's queries, the output projection and the MLP.
+    const bool last_block = k == L - 1;
+    std::vector<at::Tensor> parts, tails;
+    std::vector<int64_t> offsets, out_offsets;
+    int64_t n_tok = 0, n_out = 0;
     for (Group* g : live) {
-      offsets.push_back(n_tok);
+      offsets.push_back(n_tok), out_offsets.push_back(n_out);
       parts.push_back(g->h.reshape({-1, d}));
       n_tok += parts.back().size(0);
+      if (last_block) tails.push_back(g->h.narrow(1, T - g->t - n, n).reshape({-1, d}));
+      n_out += last_block ? tails.back().size(0) : parts.back().size(0);
     }
-    at::Tensor x = at::cat(parts, 0);
-    flops.tokens(n_tok);
+    const at::Tensor x_in = at::cat(parts, 0);
+    const at::Tensor x_out = last_block ? at::cat(tails, 0) : x_in;
+    const at::Tensor normed_in = last_block ? model.attn_norm(k, x_in) : at::Tensor();
+    flops.qkv(n_tok), flops.out_mlp(n_out);
+    auto out_len = [&](const Group& g) { return last_block ? n : T - g.t; };
     // Attention of each group over its own live tokens, with the base
     // run's keys/values of the positions before them.
-    auto attention = [&](const at::Tensor& h1) {
+    auto attention = [&](const at::Tensor& normed_out) {
+      const at::Tensor& h1 = last_block ? normed_in : normed_out;
       std::vector<at::Tensor> outs;
       for (size_t gi = 0; gi < live.size(); ++gi) {
         Group& g = *live[gi];
-        const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * g.rows;
+        const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * g.rows, q_len = out_len(g);
         auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
         if (g.t > 0) {
           const int64_t reps = static_cast<int64_t>(g.active);
@@ -301,44 +336,50 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
           kk = at::cat({base.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
           v = at::cat({base.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
         }
-        flops.attention(rows, len, T);
-        outs.push_back(model.attend(k, q, kk, v, g.t, knockout_mask(g, k, len, T, q.device())).reshape({rows * len, -1}));
+        at::Tensor mask = knockout_mask(g, k, len, T, q.device());
+        if (q_len < len) {
+          q = q.narrow(2, len - q_len, q_len);
+          if (mask.defined()) mask = mask.narrow(2, len - q_len, q_len);
+        }
+        flops.attention(rows, q_len, T);
+        outs.push_back(model.attend(k, q, kk, v, T - q_len, mask).reshape({rows * q_len, -1}));
       }
       return model.attn_out(k, at::cat(outs, 0));
     };
-    x = model.block(
-        k, x, attention,
-        [&](at::Tensor& a) {
-          for (size_t gi = 0; gi < live.size(); ++gi)
-            substitute(a, offsets[gi], *live[gi], T - live[gi]->t, [k](const Restoration& r) { return r.attn(k); },
-                       clean_at(SiteKind::Attn, k, live[gi]->t), cr.attn[k].select(1, live[gi]->t));
-        },
-        [&](at::Tensor& m) {
-          for (size_t gi = 0; gi < live.size(); ++gi)
-            substitute(m, offsets[gi], *live[gi], T - live[gi]->t, [k](const Restoration& r) { return r.mlp(k); },
-                       clean_at(SiteKind::Mlp, k, live[gi]->t), cr.mlp[k].select(1, live[gi]->t));
-        });
+    // Substitutions at t: where t is still among the output positions.
+    auto substitute_all = [&](at::Tensor& v, SiteKind kind, const CorruptedRun& from) {
+      for (size_t gi = 0; gi < live.size(); ++gi) {
+        const Group& g = *live[gi];
+        if (out_len(g) != T - g.t) continue;
+        auto pick = [k, kind](const Restoration& r) { return kind == SiteKind::Attn ? r.attn(k) : r.mlp(k); };
+        const at::Tensor& base_sites = kind == SiteKind::Attn ? from.attn[k] : from.mlp[k];
+        substitute(v, out_offsets[gi], g, out_len(g), pick, clean_at(kind, k, g.t), base_sites.select(1, g.t));
+      }
+    };
+    const at::Tensor x = model.block(
+        k, x_out, attention, [&](at::Tensor& a) { substitute_all(a, SiteKind::Attn, cr); },
+        [&](at::Tensor& m) { substitute_all(m, SiteKind::Mlp, cr); });
     for (size_t gi = 0; gi < live.size(); ++gi) {
       Group& g = *live[gi];
-      const int64_t len = T - g.t;
-      g.h = x.narrow(0, offsets[gi], static_cast<int64_t>(g.active) * g.rows * len).view({-1, len, d});
+      const int64_t len = out_len(g);
+      g.h = x.narrow(0, out_offsets[gi], static_cast<int64_t>(g.active) * g.rows * len).view({-1, len, d});
     }
   }
   start_members(L);  // restorations of the last block's output
 
   // Scores: the scored positions of every row, through the head in slices
   // (the vocabulary makes these logits the largest tensor of a trace).
-  std::vector<at::Tensor> last;
+  std::vector<at::Tensor> scored;
   std::vector<Restoration*> order;
   std::vector<int64_t> row_counts;
   bool knockouts = false;
   for (auto& [key, g] : groups) {
-    last.push_back(g.h.narrow(1, T - n - g.t, n));
+    scored.push_back(g.h.narrow(1, g.h.size(1) - n, n));
     order.insert(order.end(), g.members.begin(), g.members.end());
     row_counts.insert(row_counts.end(), g.members.size(), g.rows);
     knockouts = knockouts || g.base == detail::kClean;
   }
-  at::Tensor final_rows = at::cat(last, 0);  // [rows, n, d]
+  at::Tensor final_rows = at::cat(scored, 0);  // [rows, n, d]
   // Slices of about 2^26 logits (256 MB in float32, and as much again for
   // the softmax): 1360 rows for a 49k vocabulary, 250 for Gemma's 262k;
   // half as many when the metric works in float64.
@@ -409,7 +450,6 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
                           const TraceSettings& st, const FactAnswer& answer,
                           const FastOptions& opt, FastStats* stats) {
   c10::InferenceMode guard;
-  tune_malloc_once();
   detail::PreparedFact p = detail::prepare_fact(model, prompt, subject, st, answer);
   FactTrace& f = p.trace;
   const ModelConfig& c = model.config();
@@ -479,13 +519,19 @@ FastStats count_trace_flops(const Model& model, const std::string& prompt, const
   const std::vector<Restoration> all = plan_restorations(p, st, c.n_layers);
   FlopCounter flops{c};
   count_base_runs(p, all, flops);
-  // What a sweep computes for each: from its start layer on, its rows x
-  // live tokens, their attention over the whole run, and the head at the
-  // scored positions.
+  // What a sweep computes for each: token t's MLP through its token layer;
+  // from its start layer on, its rows x live tokens, their attention over
+  // the whole run (in the last block: the scored positions' queries, output
+  // projection and MLP only), and the head at the scored positions.
+  const int64_t L = c.n_layers, T = p.run_tokens(), n = p.n_scored;
   for (const Restoration& r : all) {
-    const int64_t rows = r.base == detail::kClean ? 1 : p.samples, len = p.run_tokens() - r.t;
-    for (int64_t k = r.start; k < c.n_layers; ++k) flops.tokens(rows * len), flops.attention(rows, len, p.run_tokens());
-    flops.head(rows * p.n_scored);
+    const int64_t rows = r.base == detail::kClean ? 1 : p.samples, len = T - r.t;
+    if (r.token_layer >= 0 && (r.start < L || r.t == T - n)) flops.out_mlp(rows, /*mlp_only=*/true);
+    for (int64_t k = r.start; k < L; ++k) {
+      const int64_t out = k == L - 1 ? n : len;
+      flops.qkv(rows * len), flops.out_mlp(rows * out), flops.attention(rows, out, T);
+    }
+    flops.head(rows * n);
   }
   FastStats s;
   s.restorations = static_cast<int64_t>(all.size());

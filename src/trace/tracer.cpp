@@ -8,6 +8,7 @@
 #include "trace/fact_setup.h"
 #include "trace/subject.h"
 #include "util/error.h"
+#include "util/memory.h"
 #include "util/names.h"
 
 namespace kt {
@@ -177,6 +178,7 @@ at::Tensor Scorer::rows(const at::Tensor& logits) const {
 PreparedFact prepare_fact(const Model& model, const std::string& prompt, const std::string& subject,
                           const TraceSettings& st, const FactAnswer& answer) {
   validate_fact(model, prompt, subject, st);
+  keep_freed_memory();
   const Tokenizer& tok = model.tokenizer();
   const int64_t L = model.config().n_layers;
   PreparedFact p;

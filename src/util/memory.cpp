@@ -6,6 +6,9 @@
 #include <utility>
 
 #if defined(__unix__) || defined(__APPLE__)
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 #include <unistd.h>
 #endif
@@ -94,6 +97,20 @@ std::string format_bytes(int64_t bytes) {
   else
     std::snprintf(buf, sizeof buf, "%lld KiB", static_cast<long long>(bytes / 1024));
   return buf;
+}
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  static const bool done = [] {
+    const char* e = std::getenv("KNOWTRACE_MALLOC_TUNE");
+    if (e && std::string(e) == "0") return false;
+    mallopt(M_MMAP_MAX, 0);         // large blocks from the heap too
+    mallopt(M_TRIM_THRESHOLD, -1);  // never give the top of the heap back
+    mallopt(M_TOP_PAD, 64 << 20);
+    return true;
+  }();
+  (void)done;
+#endif
 }
 
 }  // namespace kt
