@@ -77,6 +77,7 @@ at::Tensor inverse_frequencies(int64_t rd, double theta, const RopeScaling& rs) 
 
 Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path)
     : cfg_(std::move(cfg)), tok_(std::move(tok)), w_(std::move(w)), opts_(opts), path_(std::move(path)) {
+  (void)fp32_gemm_backend();  // the threads of the fp32 products settled before any work
   if (cfg_.arch->rope == RopeStyle::None || cfg_.rotary_dim == 0) return;
   at::Tensor inv = inverse_frequencies(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_scaling);
   // llama.cpp's rope_freqs (Llama-3.1 GGUF): the llama3 scaling as divisors.
@@ -123,20 +124,25 @@ namespace {
 // thread pool runs everything instead of BLAS's own competing with ATen's).
 enum class Fp32Gemm { Blas, OneDnn, Split };
 
+// OpenBLAS single-threaded from here on (others keep theirs): when ATen's
+// OpenMP pool runs the products, a second pool of BLAS threads only
+// competes with it for the cores (batched_matmul splits the attention's
+// small products over ATen's threads instead).
+void single_threaded_blas() {
+  using SetThreads = void (*)(int);
+  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
+}
+
 Fp32Gemm fp32_gemm_mode() {
   static const Fp32Gemm mode = [] {
     const char* e = std::getenv("KNOWTRACE_FP32_GEMM");
     const std::string v = e ? e : "";
+    Fp32Gemm m = v == "split" ? Fp32Gemm::Split : Fp32Gemm::Blas;
 #if defined(KT_HAVE_DNNL_SGEMM)
-    if (v != "blas" && v != "split") return Fp32Gemm::OneDnn;  // the default when built with oneDNN
+    if (v != "blas" && v != "split") m = Fp32Gemm::OneDnn;  // the default when built with oneDNN
 #endif
-    if (v == "split") {
-      // BLAS single-threaded from here on (OpenBLAS only; others keep theirs).
-      using SetThreads = void (*)(int);
-      if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
-      return Fp32Gemm::Split;
-    }
-    return Fp32Gemm::Blas;
+    if (m == Fp32Gemm::Split || (m == Fp32Gemm::OneDnn && !std::getenv("OPENBLAS_NUM_THREADS"))) single_threaded_blas();
+    return m;
   }();
   return mode;
 }
@@ -207,23 +213,41 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 
 namespace {
 
-// x: [B, heads, T, head_dim]; rotates the first rotary_dim dims.
+// x: [B, heads, T, head_dim]; rotates the first rotary_dim dims: each
+// pair (x_i, x_j) becomes (x_i cos - x_j sin, x_j cos + x_i sin), pairs
+// being the two halves (Half) or neighbours (Interleaved). Computed as
+// x cos + partner(x) (sign sin), the partners in one copy.
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style) {
-  const int64_t rd = cos.size(-1);
-  at::Tensor rot = x.narrow(-1, 0, rd);
-  at::Tensor turned;
+  const int64_t rd = cos.size(-1), half = rd / 2;
+  at::Tensor rot = x.narrow(-1, 0, rd), partner, signed_sin;
   if (style == RopeStyle::Half) {
-    at::Tensor x1 = rot.narrow(-1, 0, rd / 2), x2 = rot.narrow(-1, rd / 2, rd / 2);
-    turned = at::cat({-x2, x1}, -1);
-  } else {  // interleaved pairs (x0, x1) -> (-x1, x0)
-    at::Tensor x1 = rot.slice(-1, 0, rd, 2), x2 = rot.slice(-1, 1, rd, 2);
-    turned = at::stack({-x2, x1}, -1).flatten(-2);
+    partner = at::cat({rot.narrow(-1, half, half), rot.narrow(-1, 0, half)}, -1);
+    signed_sin = at::cat({-sin.narrow(-1, 0, half), sin.narrow(-1, half, half)}, -1);
+  } else {  // interleaved pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)
+    std::vector<int64_t> pairs(rot.sizes().begin(), rot.sizes().end());
+    pairs.back() = half, pairs.push_back(2);
+    partner = rot.reshape(pairs).flip(-1).flatten(-2);
+    signed_sin = sin * at::tensor({-1.0f, 1.0f}, sin.options().dtype(at::kFloat)).to(sin.scalar_type()).repeat(half);
   }
-  at::Tensor out = rot * cos + turned * sin;
+  at::Tensor out = at::addcmul(rot * cos, partner, signed_sin);
   if (rd == x.size(-1)) return out;
   return at::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
 }
 
+// a [B, h, M, K] @ b [B, h, K, N]. On the CPU ATen runs the B x h small
+// products of a batched matmul one after another; here the batch is split
+// over ATen's threads, each running its slice.
+at::Tensor batched_matmul(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t B = a.size(0);
+  if (!a.device().is_cpu() || B < 2 || b.size(0) != B || at::get_num_threads() < 2 || at::in_parallel_region())
+    return at::matmul(a, b);
+  at::Tensor out = at::empty({B, a.size(1), a.size(2), b.size(3)}, a.options());
+  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    at::Tensor slice = out.narrow(0, lo, hi - lo);
+    at::matmul_out(slice, a.narrow(0, lo, hi - lo), b.narrow(0, lo, hi - lo));
+  });
+  return out;
+}
 
 at::Tensor activate(const at::Tensor& x, Act a) {
   switch (a) {
@@ -241,9 +265,9 @@ at::Tensor Model::norm(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   if (!w.defined()) return x;  // the architecture has no norm here
   if (cfg_.arch->norm == NormKind::LayerNorm) return at::layer_norm(x, {w.size(0)}, w, b, cfg_.norm_eps);
   // RMSNorm in float32, scaled in the compute dtype (as transformers does).
-  at::Tensor xf = x.to(at::kFloat);
-  xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + cfg_.norm_eps);
-  return w * xf.to(x.scalar_type());
+  const at::Tensor xf = x.to(at::kFloat);
+  at::Tensor y = (xf * at::rsqrt(xf.square().mean(-1, /*keepdim=*/true).add_(cfg_.norm_eps))).to(x.scalar_type());
+  return y.mul_(w);
 }
 
 namespace {
@@ -272,12 +296,13 @@ at::Tensor Model::mlp_norm(int64_t l, const at::Tensor& x) const {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::Tensor& h, int64_t pos0) const {
   const LayerWeights& L = w_.layers[l];
   const int64_t B = h.size(0), T = h.size(1), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
-  at::Tensor q = linear(h, L.q_w, L.q_b), k = linear(h, L.k_w, L.k_b);
+  const at::Tensor qkv = linear(h, L.qkv_w, L.qkv_b);  // one product, then the q / k / v columns
+  at::Tensor q = qkv.narrow(-1, 0, nh * hd), k = qkv.narrow(-1, nh * hd, nkv * hd);
   if (cfg_.arch->qk_norm == QkNorm::Full) q = norm(q, L.q_norm_w, {}), k = norm(k, L.k_norm_w, {});
   q = q.view({B, T, nh, hd}), k = k.view({B, T, nkv, hd});
   if (cfg_.arch->qk_norm == QkNorm::PerHead) q = norm(q, L.q_norm_w, {}), k = norm(k, L.k_norm_w, {});
   q = q.transpose(1, 2), k = k.transpose(1, 2);
-  at::Tensor v = linear(h, L.v_w, L.v_b).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
   if (inv_freq_.defined()) {
     auto [cos, sin] = rotary_tables(l, pos0 + T);
     cos = cos.narrow(0, pos0, T), sin = sin.narrow(0, pos0, T);
@@ -287,18 +312,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::T
   return {q, k, v};
 }
 
-at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in,
+at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          int64_t q_pos0, const at::Tensor& blocked) const {
-  const int64_t B = q.size(0), Tq = q.size(2), Tk = k_in.size(2), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads;
-  at::Tensor k = k_in, v = v_in;
-  if (nkv != nh) {
-    k = k.repeat_interleave(nh / nkv, 1);
-    v = v.repeat_interleave(nh / nkv, 1);
-  }
+  const int64_t B = q.size(0), Tq = q.size(2), Tk = k.size(2), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads;
+  const int64_t g = nh / nkv, hd = cfg_.head_dim;
   // Scores and softmax in float32 (GPT-J and GPT-NeoX upcast; llama's
-  // softmax is float32 too), probabilities back in the compute dtype.
-  const double scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(double(cfg_.head_dim));
-  at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) * scale;
+  // softmax is float32 too), probabilities back in the compute dtype. The
+  // g query heads sharing a kv head are one product with it, [g x Tq, hd]
+  // by [hd, Tk], so k and v are never repeated.
+  const double scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(double(hd));
+  at::Tensor scores =
+      batched_matmul(q.to(at::kFloat).reshape({B, nkv, g * Tq, hd}), k.to(at::kFloat).transpose(-1, -2));
+  scores = scores.mul_(scale).view({B, nh, Tq, Tk});
   if (cfg_.attn_softcap > 0) scores = at::tanh(scores / cfg_.attn_softcap) * cfg_.attn_softcap;
   // Query i sits at position q_pos0 + i and may see keys 0 .. q_pos0 + i
   // (in a sliding-window layer only the last `sliding_window` of them).
@@ -309,8 +334,8 @@ at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k_in,
   if (cfg_.is_sliding(l)) hidden = at::logical_or(hidden, kpos <= qpos - cfg_.sliding_window);
   if (blocked.defined()) hidden = at::logical_or(hidden, blocked);
   scores.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
-  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type());
-  return at::matmul(probs, v).transpose(1, 2).reshape({B, Tq, nh * cfg_.head_dim});
+  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({B, nkv, g * Tq, Tk});
+  return batched_matmul(probs, v).view({B, nh, Tq, hd}).transpose(1, 2).reshape({B, Tq, nh * hd});
 }
 
 at::Tensor Model::attn_out(int64_t l, const at::Tensor& o) const {
@@ -319,8 +344,11 @@ at::Tensor Model::attn_out(int64_t l, const at::Tensor& o) const {
 
 at::Tensor Model::mlp(int64_t l, const at::Tensor& h) const {
   const LayerWeights& L = w_.layers[l];
-  if (cfg_.arch->mlp == MlpKind::Gated)
-    return linear(activate(linear(h, L.gate_w, L.gate_b), cfg_.act) * linear(h, L.up_w, L.up_b), L.down_w, L.down_b);
+  if (cfg_.arch->mlp == MlpKind::Gated) {  // gate and up as one product
+    const at::Tensor gu = linear(h, L.gate_up_w, L.gate_up_b);
+    const int64_t I = cfg_.intermediate;
+    return linear(activate(gu.narrow(-1, 0, I), cfg_.act).mul_(gu.narrow(-1, I, I)), L.down_w, L.down_b);
+  }
   return linear(activate(linear(h, L.up_w, L.up_b), cfg_.act), L.down_w, L.down_b);
 }
 

@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include <algorithm>
+#include <initializer_list>
 #include <sstream>
 
 #include "io/safetensors.h"
@@ -86,6 +88,35 @@ std::string TensorSource::name_of(const ArchSpec& arch, Tn t, int64_t layer, boo
 std::unique_ptr<TensorSource> open_safetensors_source(const std::string& dir) {
   return std::make_unique<SafetensorsSource>(dir);
 }
+
+namespace {
+
+// Stacks the rows of weights `ws` into `w` (their biases into `b`, zeros
+// for an unbiased one, when any has one) and makes each weight and bias a
+// view of its rows there.
+void fuse_rows(std::initializer_list<at::Tensor*> ws, std::initializer_list<at::Tensor*> bs, at::Tensor& w,
+               at::Tensor& b) {
+  const bool biased = std::any_of(bs.begin(), bs.end(), [](const at::Tensor* t) { return t->defined(); });
+  std::vector<at::Tensor> rows, biases;
+  auto bias = bs.begin();
+  for (at::Tensor* t : ws) {
+    rows.push_back(*t);
+    if (biased) biases.push_back((*bias)->defined() ? **bias : at::zeros({t->size(0)}, t->options()));
+    ++bias;
+  }
+  w = at::cat(rows, 0);
+  if (biased) b = at::cat(biases, 0);
+  int64_t row = 0;
+  bias = bs.begin();
+  for (at::Tensor* t : ws) {
+    const int64_t n = t->size(0);
+    *t = w.narrow(0, row, n);
+    if (biased) **bias = b.narrow(0, row, n);
+    row += n, ++bias;
+  }
+}
+
+}  // namespace
 
 Weights load_weights(const ModelConfig& c, const TensorSource& src, at::ScalarType dtype, at::Device device) {
   Fetch W{src, dtype, device};
@@ -176,6 +207,8 @@ Weights load_weights(const ModelConfig& c, const TensorSource& src, at::ScalarTy
       L.up_w = get(Tn::Up, l, &L.up_b);
     }
     L.down_w = get(Tn::Down, l, &L.down_b);
+    fuse_rows({&L.q_w, &L.k_w, &L.v_w}, {&L.q_b, &L.k_b, &L.v_b}, L.qkv_w, L.qkv_b);
+    if (L.gate_w.defined()) fuse_rows({&L.gate_w, &L.up_w}, {&L.gate_b, &L.up_b}, L.gate_up_w, L.gate_up_b);
   }
   w.final_norm_w = get(Tn::FinalNorm, 0, &w.final_norm_b);
   if (c.tie_embeddings) {

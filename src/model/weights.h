@@ -23,6 +23,9 @@ struct LayerWeights {
   at::Tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
   at::Tensor gate_w, gate_b;            // gated MLPs only
   at::Tensor up_w, up_b, down_w, down_b;
+  // The rows of q, k, v (and of gate, up) in one tensor, so each is one
+  // product; q_w .. v_w (gate_w, up_w) and their biases are views of them.
+  at::Tensor qkv_w, qkv_b, gate_up_w, gate_up_b;
 };
 
 struct Weights {
