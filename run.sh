@@ -20,7 +20,7 @@ if [ -z "${KNOWTRACE_DATA_DIR:-}" ] && [ -f ../shared/data/known_1000.json ]; th
 fi
 # OpenBLAS 0.3.21 misdetects this CPU; the core type only changes speed.
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
-# Idle OpenMP threads sleep instead of spinning against the BLAS's own
-# threads: 2-3x faster fp32 on a busy 2-core machine (docs/PERFORMANCE.md).
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# OMP_WAIT_POLICY is left as you set it: libgomp's default (spin a little,
+# then sleep) is the fastest on a machine of your own; PASSIVE suits one
+# shared with other jobs (docs/PERFORMANCE.md).
 exec "$BUILD_DIR/knowtrace" run "$CONFIG" "$@"

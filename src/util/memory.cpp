@@ -107,6 +107,8 @@ void keep_freed_memory() {
     mallopt(M_MMAP_MAX, 0);         // large blocks from the heap too
     mallopt(M_TRIM_THRESHOLD, -1);  // never give the top of the heap back
     mallopt(M_TOP_PAD, 64 << 20);
+    mallopt(M_ARENA_MAX, 1);        // worker threads' blocks (oneDNN's scratch) from it too, not from
+                                    // per-thread arenas that map and unmap their large blocks
     return true;
   }();
   (void)done;
