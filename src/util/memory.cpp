@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <utility>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -55,6 +56,51 @@ int64_t read_number(const char* path) {
   return n == 1 ? static_cast<int64_t>(v) : -1;
 }
 
+#if defined(__linux__)
+// The room left under the memory limits of this process's cgroup and of
+// every cgroup above it (a Slurm job's, a container's, a systemd slice's),
+// v2 and v1; -1 where none is set or none can be read.
+int64_t cgroup_room() {
+  std::FILE* f = std::fopen("/proc/self/cgroup", "r");
+  if (!f) return -1;
+  std::string v2, v1;  // this process's paths in the two hierarchies
+  char line[4096];
+  while (std::fgets(line, sizeof line, f)) {
+    std::string l(line);
+    if (!l.empty() && l.back() == '\n') l.pop_back();
+    const size_t a = l.find(':'), b = a == std::string::npos ? a : l.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = l.substr(a + 1, b - a - 1), path = l.substr(b + 1);
+    if (l.compare(0, a, "0") == 0 && controllers.empty()) v2 = path;
+    for (size_t i = 0; i <= controllers.size();) {  // "memory" among v1's comma-separated controllers
+      const size_t j = std::min(controllers.find(',', i), controllers.size());
+      if (controllers.compare(i, j - i, "memory") == 0) v1 = path;
+      i = j + 1;
+    }
+  }
+  std::fclose(f);
+  int64_t room = -1;
+  auto walk = [&](const std::string& root, std::string path, const char* limit_file, const char* usage_file) {
+    while (true) {
+      const std::string dir = root + (path == "/" ? "" : path) + "/";
+      const int64_t limit = read_number((dir + limit_file).c_str()), used = read_number((dir + usage_file).c_str());
+      if (limit > 0 && used >= 0 && limit < (int64_t{1} << 60)) {
+        const int64_t r = std::max<int64_t>(0, limit - used);
+        room = room < 0 ? r : std::min(room, r);
+      }
+      if (path.empty() || path == "/") break;
+      const size_t cut = path.find_last_of('/');
+      path = cut == 0 || cut == std::string::npos ? "/" : path.substr(0, cut);
+    }
+  };
+  // With a cgroup namespace the process's own cgroup is the mount's root
+  // ("/"); the walk then reads just the root's files.
+  walk("/sys/fs/cgroup", v2.empty() ? "/" : v2, "memory.max", "memory.current");
+  walk("/sys/fs/cgroup/memory", v1.empty() ? "/" : v1, "memory.limit_in_bytes", "memory.usage_in_bytes");
+  return room;
+}
+#endif
+
 }  // namespace
 
 int64_t available_memory_bytes() {
@@ -73,15 +119,7 @@ int64_t available_memory_bytes() {
     }
     std::fclose(f);
   }
-  // The cgroup's limit, where one is set (v2, then v1).
-  const int64_t limit2 = read_number("/sys/fs/cgroup/memory.max"), used2 = read_number("/sys/fs/cgroup/memory.current");
-  const int64_t limit1 = read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-                used1 = read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes");
-  for (auto [limit, used] : {std::pair{limit2, used2}, std::pair{limit1, used1}})
-    if (limit > 0 && used >= 0 && limit < (int64_t{1} << 60)) {
-      const int64_t room = std::max<int64_t>(0, limit - used);
-      avail = avail < 0 ? room : std::min(avail, room);
-    }
+  if (const int64_t room = cgroup_room(); room >= 0) avail = avail < 0 ? room : std::min(avail, room);
 #endif
   return avail;
 }

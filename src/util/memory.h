@@ -14,8 +14,9 @@ int64_t peak_rss_bytes();
 int64_t current_rss_bytes();
 
 // Memory this process may still use, in bytes: the smaller of the
-// system's MemAvailable and the room left under its cgroup's limit (v2
-// memory.max, v1 limit_in_bytes). KNOWTRACE_MEMORY_BUDGET (bytes) replaces
+// system's MemAvailable and the room left under the memory limit of its
+// cgroup and of every cgroup above it (v2 memory.max, v1 limit_in_bytes;
+// /proc/self/cgroup names them). KNOWTRACE_MEMORY_BUDGET (bytes) replaces
 // the measurement (tests, or a user sharing the machine). -1 when unknown.
 int64_t available_memory_bytes();
 
