@@ -110,7 +110,7 @@ struct BenchSetup {
   std::string facts_source;
   uint32_t seed = 1;
   bool replace = false;
-  int64_t samples = 10, window = 10, max_batch_tokens = 0;
+  int64_t samples = 10, window = 10, max_batch_tokens = kAutoBatchTokens;
   std::vector<std::string> mediators = {"hidden", "hidden_attn_severed", "hidden_mlp_severed", "mlp", "attn"};
   std::vector<Fact> facts;
 };

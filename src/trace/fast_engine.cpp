@@ -422,13 +422,15 @@ BatchSize auto_batch_size(const Model& model, int64_t T, int64_t rows) {
   }
   b.available_bytes = available_memory_bytes();
   if (b.available_bytes <= 0) {
-    b.tokens = std::max<int64_t>(least, 65536);
-    b.how = "auto: 65536 (available memory unknown)";
+    b.tokens = std::max<int64_t>(least, kAutoBatchTokensCpu);
+    b.how = "auto: " + std::to_string(kAutoBatchTokensCpu) + " (available memory unknown)";
     return b;
   }
-  b.tokens = std::max<int64_t>(least, b.available_bytes / 2 / b.bytes_per_token);
+  const int64_t fits = b.available_bytes / 2 / b.bytes_per_token;
+  b.tokens = std::max<int64_t>(least, std::min(fits, kAutoBatchTokensCpu));
   b.how = "auto: " + format_bytes(b.available_bytes / 2) + " of " + format_bytes(b.available_bytes) + " available, " +
-          format_bytes(b.bytes_per_token) + " per live token";
+          format_bytes(b.bytes_per_token) + " per live token" +
+          (fits > kAutoBatchTokensCpu ? ", at most " + std::to_string(kAutoBatchTokensCpu) : "");
   return b;
 }
 

@@ -23,14 +23,18 @@ namespace kt {
 
 // max_batch_tokens: sized from the memory available (the default).
 constexpr int64_t kAutoBatchTokens = -1;
+constexpr int64_t kAutoBatchTokensCpu = 16384;  // auto's upper bound on the CPU
 
 // How many live tokens a sweep of a fact may hold: the sweep's working
 // memory (activations, attention scores, the keys/values of the positions
 // before each restored token) at most half of the memory available. The
 // bytes per live token are the model's activation widths x 4 bytes, scaled
 // by what was measured on SmolLM2 (fp32 0.83, bf16 2.0 of that figure,
-// taken as 1.25 and 2.5). On CUDA the device's free memory is not read
-// yet: 32768 tokens.
+// taken as 1.25 and 2.5), and at most kAutoBatchTokensCpu on the CPU:
+// beyond that a sweep's products are no faster and its larger heap costs
+// page faults (SmolLM2, Vinson fact, 3 mediators: fp32 19.3 s at 16384
+// tokens vs 20.0 s at 65536; bf16 14.0 s vs 17.6 s). On CUDA the device's
+// free memory is not read yet: 32768 tokens.
 struct BatchSize {
   int64_t tokens = 0;
   int64_t bytes_per_token = 0, available_bytes = -1;

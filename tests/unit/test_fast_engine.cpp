@@ -184,8 +184,15 @@ TEST(FastEngine, AutoBatchSizeFollowsTheMemoryBudget) {
   }
   {
     kt_test::EnvVar budget("KNOWTRACE_MEMORY_BUDGET", std::to_string(int64_t{1} << 40));
+    // Plenty of memory: the CPU's bound, so as many sweeps as that gives.
     const auto c = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, {}, &large);
-    EXPECT_EQ(large.sweeps, 1);
+    EXPECT_EQ(large.max_batch_tokens, kt::kAutoBatchTokensCpu);
+    kt::FastOptions capped;
+    capped.max_batch_tokens = kt::kAutoBatchTokensCpu;
+    kt::FastStats explicit_cap;
+    kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, capped, &explicit_cap);
+    EXPECT_EQ(large.sweeps, explicit_cap.sweeps);
+    EXPECT_LT(large.sweeps, small.sweeps);
     EXPECT_LE(max_diff(a, c), 1e-6);
   }
   EXPECT_EQ(kt::parse_batch_tokens("auto", "x"), kt::kAutoBatchTokens);
