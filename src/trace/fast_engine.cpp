@@ -6,7 +6,6 @@
 #include <map>
 #include <string>
 
-
 #include "trace/fact_setup.h"
 #include "util/error.h"
 #include "util/memory.h"
@@ -242,25 +241,27 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
   auto clean_at = [&](SiteKind kind, int64_t k, int64_t t) {
     return p.clean[site_index({kind, k}, L)].select(1, t);
   };
+  // The Attn / Mlp site values of layer k at group g's token, in `v` (packed
+  // from `offset`, `len` positions per row): clean or frozen to the
+  // corrupted run's, as each member's plan says.
+  auto substitute_site = [&](at::Tensor& v, int64_t offset, const Group& g, int64_t len, SiteKind kind, int64_t k) {
+    auto pick = [k, kind](const Restoration& r) { return kind == SiteKind::Attn ? r.attn(k) : r.mlp(k); };
+    const at::Tensor& frozen = kind == SiteKind::Attn ? cr.attn[k] : cr.mlp[k];
+    substitute(v, offset, g, len, pick, clean_at(kind, k, g.t), frozen.select(1, g.t));
+  };
   // Token t of restorations `ms` of group g through layer j, where only it
   // changes: from the base run's block input and attention output there,
   // with the members' substitutions; [ms x rows, d].
   auto token_block = [&](const Group& g, const std::vector<Restoration*>& ms, int64_t j) {
     const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
     const int64_t m = static_cast<int64_t>(ms.size()), t = g.t;
-    Group one{t, g.base, g.rows, ms, ms.size()};
+    const Group one{t, g.base, g.rows, ms, ms.size()};
     at::Tensor x = base.block_in[j].select(1, t).repeat({m, 1}), a = base.attn[j].select(1, t).repeat({m, 1});
     flops.out_mlp(m * g.rows, /*mlp_only=*/true);
     return model.block(
         j, x, [&](const at::Tensor&) { return a; },
-        [&](at::Tensor& v) {
-          substitute(v, 0, one, 1, [j](const Restoration& r) { return r.attn(j); }, clean_at(SiteKind::Attn, j, t),
-                     cr.attn[j].select(1, t));
-        },
-        [&](at::Tensor& v) {
-          substitute(v, 0, one, 1, [j](const Restoration& r) { return r.mlp(j); }, clean_at(SiteKind::Mlp, j, t),
-                     cr.mlp[j].select(1, t));
-        });
+        [&](at::Tensor& v) { substitute_site(v, 0, one, 1, SiteKind::Attn, j); },
+        [&](at::Tensor& v) { substitute_site(v, 0, one, 1, SiteKind::Mlp, j); });
   };
   // Restorations starting at layer k join their group's batch (after their
   // token layer, if any); then every member restoring the input of block k
@@ -347,18 +348,14 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
       return model.attn_out(k, at::cat(outs, 0));
     };
     // Substitutions at t: where t is still among the output positions.
-    auto substitute_all = [&](at::Tensor& v, SiteKind kind, const CorruptedRun& from) {
-      for (size_t gi = 0; gi < live.size(); ++gi) {
-        const Group& g = *live[gi];
-        if (out_len(g) != T - g.t) continue;
-        auto pick = [k, kind](const Restoration& r) { return kind == SiteKind::Attn ? r.attn(k) : r.mlp(k); };
-        const at::Tensor& base_sites = kind == SiteKind::Attn ? from.attn[k] : from.mlp[k];
-        substitute(v, out_offsets[gi], g, out_len(g), pick, clean_at(kind, k, g.t), base_sites.select(1, g.t));
-      }
+    auto substitute_all = [&](at::Tensor& v, SiteKind kind) {
+      for (size_t gi = 0; gi < live.size(); ++gi)
+        if (out_len(*live[gi]) == T - live[gi]->t)
+          substitute_site(v, out_offsets[gi], *live[gi], out_len(*live[gi]), kind, k);
     };
     const at::Tensor x = model.block(
-        k, x_out, attention, [&](at::Tensor& a) { substitute_all(a, SiteKind::Attn, cr); },
-        [&](at::Tensor& m) { substitute_all(m, SiteKind::Mlp, cr); });
+        k, x_out, attention, [&](at::Tensor& a) { substitute_all(a, SiteKind::Attn); },
+        [&](at::Tensor& m) { substitute_all(m, SiteKind::Mlp); });
     for (size_t gi = 0; gi < live.size(); ++gi) {
       Group& g = *live[gi];
       const int64_t len = out_len(g);

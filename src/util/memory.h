@@ -21,10 +21,11 @@ int64_t current_rss_bytes();
 int64_t available_memory_bytes();
 
 // Keeps the memory a trace frees in the process's heap (glibc: no mmap for
-// large blocks, no trimming, one arena for every thread), once per process: a sweep frees and
-// allocates tensors of tens to hundreds of MB every layer, and memory
-// handed back to the kernel comes back as page faults and zeroed pages
-// (a fifth of the CPU time of a SmolLM2 trace before). The heap stays at
+// large blocks, no trimming, one arena for every thread), once per
+// process: a sweep frees and allocates tensors of tens to hundreds of MB
+// every layer, and memory handed back to the kernel comes back as page
+// faults and zeroed pages (a fifth of the CPU time of a SmolLM2 trace
+// before). The heap stays at
 // its peak until the process ends. KNOWTRACE_MALLOC_TUNE=0 leaves malloc
 // as it is.
 void keep_freed_memory();
