@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
 
 PKGS=(cmake ninja-build g++ pkg-config
-      libtorch-dev libopenblas0-pthread
+      libtorch-dev libopenblas0-pthread libsleef-dev
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libcairo2-dev fonts-dejavu-core libgtest-dev zlib1g-dev
       libopenmpi-dev openmpi-bin  # MPI is optional for the build; the tests run mpirun -np 2
       python3-numpy python3-pytest python3-torch python3-matplotlib pybind11-dev)  # tests/reference checks; the Python package and its tests

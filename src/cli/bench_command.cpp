@@ -416,7 +416,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--noise", a->noise, "Noise: a number, s<k> or u<x> (default: the config's, else 0.1)");
   cmd->add_option("--max-batch-tokens", a->max_batch_tokens,
                   "Fast engine: live tokens per sweep: auto (from the memory available), 0 = unlimited, or a number "
-                  "(default: the config's, else 0)");
+                  "(default: the config's, else auto)");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N (default: the config's, else cpu)");
   cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16 (default: the config's, else float32)");
   cmd->add_flag("--json", a->as_json, "One JSON object on stdout");

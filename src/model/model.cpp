@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cpu_kernels.h"
 #include "util/error.h"
 #include "util/names.h"
 #include "util/hf_cache.h"
@@ -198,6 +199,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
     at::Tensor y = at::empty({M, N}, x2.options());
     const int64_t grain = std::max<int64_t>(64, (M + at::get_num_threads() - 1) / at::get_num_threads());
     at::parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
+      c10::InferenceMode guard;  // thread-local: the worker threads' own
       at::Tensor out = y.narrow(0, lo, hi - lo);
       if (b.defined())
         at::addmm_out(out, b, x2.narrow(0, lo, hi - lo), wt);
@@ -243,6 +245,7 @@ at::Tensor batched_matmul(const at::Tensor& a, const at::Tensor& b) {
     return at::matmul(a, b);
   at::Tensor out = at::empty({B, a.size(1), a.size(2), b.size(3)}, a.options());
   at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    c10::InferenceMode guard;  // thread-local: the worker threads' own
     at::Tensor slice = out.narrow(0, lo, hi - lo);
     at::matmul_out(slice, a.narrow(0, lo, hi - lo), b.narrow(0, lo, hi - lo));
   });
@@ -264,7 +267,9 @@ at::Tensor activate(const at::Tensor& x, Act a) {
 at::Tensor Model::norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
   if (!w.defined()) return x;  // the architecture has no norm here
   if (cfg_.arch->norm == NormKind::LayerNorm) return at::layer_norm(x, {w.size(0)}, w, b, cfg_.norm_eps);
-  // RMSNorm in float32, scaled in the compute dtype (as transformers does).
+  // RMSNorm in float32, scaled in the compute dtype (as transformers does);
+  // on the CPU one fused pass when it can.
+  if (at::Tensor y = fused_rms_norm(x, w, cfg_.norm_eps); y.defined()) return y;
   const at::Tensor xf = x.to(at::kFloat);
   at::Tensor y = (xf * at::rsqrt(xf.square().mean(-1, /*keepdim=*/true).add_(cfg_.norm_eps))).to(x.scalar_type());
   return y.mul_(w);
@@ -347,7 +352,9 @@ at::Tensor Model::mlp(int64_t l, const at::Tensor& h) const {
   if (cfg_.arch->mlp == MlpKind::Gated) {  // gate and up as one product
     const at::Tensor gu = linear(h, L.gate_up_w, L.gate_up_b);
     const int64_t I = cfg_.intermediate;
-    return linear(activate(gu.narrow(-1, 0, I), cfg_.act).mul_(gu.narrow(-1, I, I)), L.down_w, L.down_b);
+    at::Tensor act_up = fused_act_mul(gu, I, cfg_.act);  // one pass on the CPU when it can
+    if (!act_up.defined()) act_up = activate(gu.narrow(-1, 0, I), cfg_.act).mul_(gu.narrow(-1, I, I));
+    return linear(act_up, L.down_w, L.down_b);
   }
   return linear(activate(linear(h, L.up_w, L.up_b), cfg_.act), L.down_w, L.down_b);
 }
