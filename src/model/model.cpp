@@ -79,6 +79,7 @@ at::Tensor inverse_frequencies(int64_t rd, double theta, const RopeScaling& rs) 
 Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOptions opts, std::string path)
     : cfg_(std::move(cfg)), tok_(std::move(tok)), w_(std::move(w)), opts_(opts), path_(std::move(path)) {
   (void)fp32_gemm_backend();  // the threads of the fp32 products settled before any work
+  bound_onednn_primitive_cache();
   if (cfg_.arch->rope == RopeStyle::None || cfg_.rotary_dim == 0) return;
   at::Tensor inv = inverse_frequencies(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_scaling);
   // llama.cpp's rope_freqs (Llama-3.1 GGUF): the llama3 scaling as divisors.
@@ -158,6 +159,24 @@ const char* fp32_gemm_backend() {
     case Fp32Gemm::Split: return "split";
     default: return "blas";
   }
+}
+
+// oneDNN (ATen's bf16 / fp16 CPU products) caches up to 1024 primitives,
+// each holding a scratchpad sized by its rows. The fast engine's sweeps
+// have many row counts, so the cache grew the heap to 5 GB on SmolLM2
+// (1.4-2.2 GB bounded, and 25 % faster: first-touch page faults;
+// docs/PERFORMANCE.md). 16 still holds the reference engine's few shapes.
+// ONEDNN_PRIMITIVE_CACHE_CAPACITY, when set, wins.
+void bound_onednn_primitive_cache() {
+  static const bool done = [] {
+    if (std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") || std::getenv("DNNL_PRIMITIVE_CACHE_CAPACITY")) return false;
+    using SetCapacity = int (*)(int);
+    if (auto f = reinterpret_cast<SetCapacity>(dlsym(RTLD_DEFAULT, "dnnl_set_primitive_cache_capacity")))
+      return f(kOneDnnPrimitiveCache) == 0;
+    // a oneDNN inside libtorch (pip's torch): it reads the variable when first used
+    return setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", std::to_string(kOneDnnPrimitiveCache).c_str(), 0) == 0;
+  }();
+  (void)done;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {

@@ -33,6 +33,10 @@ at::Device parse_device(const std::string& s);
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
 // "onednn", "blas" or "split": which path runs the float32 CPU products.
 const char* fp32_gemm_backend();
+// Primitives oneDNN keeps cached from the first model load on (unless
+// ONEDNN_PRIMITIVE_CACHE_CAPACITY says otherwise).
+constexpr int kOneDnnPrimitiveCache = 16;
+void bound_onednn_primitive_cache();
 
 // Attention edges a caller removes at a layer (attention knockout): a bool
 // mask broadcastable to [batch, heads, Tq, Tk], true where the query must

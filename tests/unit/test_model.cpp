@@ -2,6 +2,7 @@
 // Forward-pass parity with transformers on the tiny fixture checkpoints
 // (goldens from tests/reference/make_fixtures.py), and the site hooks.
 #include <gtest/gtest.h>
+#include <dlfcn.h>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -146,6 +147,21 @@ TEST_P(ModelParity, Bfloat16ErrorIsNoWorseThanTransformersBf16) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelParity, ::testing::ValuesIn(kArchs),
                          [](const auto& info) { return info.param; });
+
+// oneDNN's primitive cache (bf16 products) is bounded once a model is
+// loaded: its default of 1024 primitives, each with a scratchpad, grew the
+// fast engine's heap to 5 GB.
+TEST(Model, LoadingBoundsOneDnnPrimitiveCache) {
+  if (std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") || std::getenv("DNNL_PRIMITIVE_CACHE_CAPACITY"))
+    GTEST_SKIP() << "the capacity is the user's";
+  using GetCapacity = int (*)(int*);
+  auto get = reinterpret_cast<GetCapacity>(dlsym(RTLD_DEFAULT, "dnnl_get_primitive_cache_capacity"));
+  if (!get) GTEST_SKIP() << "no libdnnl symbols in this process";
+  auto model = kt::Model::load(kModels + "llama");
+  int capacity = -1;
+  ASSERT_EQ(get(&capacity), 0);
+  EXPECT_EQ(capacity, kt::kOneDnnPrimitiveCache);
+}
 
 TEST(Sites, NamesRoundTripAndUnknownNameListsValidOnes) {
   auto model = kt::Model::load(kModels + "gpt2");
