@@ -359,15 +359,12 @@ at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k, co
   if (blocked.defined()) hidden = at::logical_or(hidden, blocked);
   scores.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
   at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({B, nkv, g * Tq, Tk});
-  at::Tensor out;
-  if (v.scalar_type() != at::kFloat && v.device().is_cpu()) {
-    // bf16 / fp16 on the CPU: the rounded probabilities times v in float32,
-    // rounded once, as a bf16 GEMM accumulates; through BLAS instead of a
-    // oneDNN primitive per shape (sweeps have many).
-    out = batched_matmul(probs.to(at::kFloat), v.to(at::kFloat)).to(v.scalar_type());
-  } else {
-    out = batched_matmul(probs, v);
-  }
+  // bf16 / fp16 on the CPU: the rounded probabilities times v in float32,
+  // rounded once (a bf16 GEMM's float32 accumulation), through BLAS rather
+  // than one oneDNN primitive per shape (a sweep has many).
+  const bool widen = v.scalar_type() != at::kFloat && v.device().is_cpu();
+  const at::Tensor out = widen ? batched_matmul(probs.to(at::kFloat), v.to(at::kFloat)).to(v.scalar_type())
+                               : batched_matmul(probs, v);
   return out.view({B, nh, Tq, hd}).transpose(1, 2).reshape({B, Tq, nh * hd});
 }
 
