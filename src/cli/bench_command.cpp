@@ -232,7 +232,7 @@ void run_bench(const BenchArgs& a) {
   const double peak_f32_engine = o.device.is_cpu() ? matmul_peak(at::kFloat, o.device, 2048, true) : peak_f32_aten;
   const double peak_f32 = std::max(peak_f32_aten, peak_f32_engine);
   const double peak_bf16 = matmul_peak(at::kBFloat16, o.device, 2048);
-  double peak = o.dtype == at::kFloat ? peak_f32 : peak_bf16;
+  const double peak = o.dtype == at::kFloat ? peak_f32 : peak_bf16;
   const bool dev_mem = device_stats_available(o.device);
   nlohmann::json out = {{"config", a.config},
                         {"model", b.model_path},
@@ -346,10 +346,9 @@ void run_bench(const BenchArgs& a) {
   // The rate again after the work: on a shared (virtual) machine the one
   // at the start can be far below what the engines then reach. The total
   // uses the higher of the two; the rows above used the first.
-  const double peak_start = peak;
   const double peak_end = o.dtype == at::kFloat ? matmul_peak(at::kFloat, o.device, 2048, o.device.is_cpu())
                                                 : matmul_peak(at::kBFloat16, o.device, 2048);
-  peak = std::max(peak, peak_end);
+  const double peak_total = std::max(peak, peak_end);
   out["peak_flops_at_end"] = peak_end;
   const int64_t rss = peak_rss_bytes();
   out["total"] = {{"facts", n_facts},
@@ -365,7 +364,7 @@ void run_bench(const BenchArgs& a) {
                   {"device_peak_bytes", dev_mem ? nlohmann::json(dev_peak_all) : nlohmann::json(nullptr)}};
   if (tot_fast > 0) {
     out["total"]["fast_flops_per_second"] = tot_fast_flops / tot_fast;
-    out["total"]["fast_fraction_of_peak"] = tot_fast_flops / tot_fast / peak;
+    out["total"]["fast_fraction_of_peak"] = tot_fast_flops / tot_fast / peak_total;
   }
   if (tot_ref > 0) out["total"]["reference_flops_per_second"] = tot_ref_flops / tot_ref;
   if (tot_ref > 0 && tot_fast_ref_facts > 0) out["total"]["speedup"] = tot_ref / tot_fast_ref_facts;
@@ -374,13 +373,13 @@ void run_bench(const BenchArgs& a) {
     return;
   }
   std::printf("matmul peak (%s) at the end: %.1f GFLOP/s (start: %.1f); the total uses %.1f\n", b.dtype.c_str(),
-              peak_end / 1e9, peak_start / 1e9, peak / 1e9);
+              peak_end / 1e9, peak / 1e9, peak_total / 1e9);
   if (tot_fast > 0)
     std::printf("fast: %lld facts, %lld restorations, %.2f s (%.2f s/fact), %.1f GFLOP (%.1f%% of ROME's loop's %.1f), "
                 "%.1f GFLOP/s = %.0f%% of the %s matmul peak\n",
                 (long long)n_facts, (long long)tot_fast_restor, tot_fast, tot_fast / std::max<int64_t>(1, n_facts),
                 tot_fast_flops / 1e9, 100 * tot_fast_flops / tot_rome_flops, tot_rome_flops / 1e9,
-                tot_fast_flops / tot_fast / 1e9, 100 * tot_fast_flops / tot_fast / peak, b.dtype.c_str());
+                tot_fast_flops / tot_fast / 1e9, 100 * tot_fast_flops / tot_fast / peak_total, b.dtype.c_str());
   if (tot_ref > 0)
     std::printf("reference: %lld facts, %lld restorations, %.2f s (%.2f s/fact), %.1f GFLOP, %.1f GFLOP/s; "
                 "fast is %.2fx faster on the same facts\n",
