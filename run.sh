@@ -18,8 +18,7 @@ fi
 if [ -z "${KNOWTRACE_DATA_DIR:-}" ] && [ -f ../shared/data/known_1000.json ]; then
   export KNOWTRACE_DATA_DIR="$(cd ../shared/data && pwd)"
 fi
-# OpenBLAS 0.3.21 misdetects this CPU; the core type only changes speed.
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+source scripts/cpu-env.sh  # OPENBLAS_CORETYPE where it helps
 # OMP_WAIT_POLICY is left as you set it: libgomp's default (spin a little,
 # then sleep) is the fastest on a machine of your own; PASSIVE suits one
 # shared with other jobs (docs/PERFORMANCE.md).

@@ -19,11 +19,12 @@
 # (a)), KT_CT_PYTHON (python for (b); default: python3 if it imports
 # causal_tracer, else the venv bench/setup_venv.sh makes), KNOWTRACE_DATA_DIR.
 # OMP_WAIT_POLICY: PASSIVE for every run unless you set it (see below).
-# OPENBLAS_CORETYPE: the knowtrace run gets SkylakeX unless you set it
-# (OpenBLAS 0.3.21 misdetects this CPU as Prescott; it changes speed, never
-# results). The Python runs use PyTorch's own BLAS and are not affected.
+# OPENBLAS_CORETYPE: SkylakeX on AVX-512 CPUs unless you set it
+# (scripts/cpu-env.sh; it changes speed, never results). PyPI's PyTorch
+# has its own BLAS and is not affected.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cpu-env.sh
 
 FACTS=10 SAMPLES=10 DTYPE=float32 THREADS="" WINDOW=10 NOISE=0.1 DEVICE=cpu
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf DATA="" BFACTS="" SKIP="" OUTDIR=""
@@ -79,7 +80,7 @@ run() {  # run NAME CMD...: stdout -> NAME.json, stderr -> NAME.err, timing prin
 }
 
 if [ -x "$KT" ]; then
-  run knowtrace env OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}" "$KT" bench "${COMMON[@]}" \
+  run knowtrace "$KT" bench "${COMMON[@]}" \
       --facts "$FACTS" --reference-facts 1 --engines fast,reference --json
 else
   echo "--- knowtrace: $KT not found or not executable (build it: bash scripts/setup.sh)" | tee "$OUTDIR/knowtrace.err"

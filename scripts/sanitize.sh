@@ -54,7 +54,7 @@ t1=$(date +%s)
 if [ -z "${KNOWTRACE_DATA_DIR:-}" ] && [ -f ../shared/data/known_1000.json ]; then
   export KNOWTRACE_DATA_DIR="$(cd ../shared/data && pwd)"
 fi
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+source scripts/cpu-env.sh  # OPENBLAS_CORETYPE where it helps
 # detect_leaks=0: libtorch (not instrumented) keeps process-lifetime
 #   allocations (operator registry, thread pools) that LeakSanitizer reports;
 #   the torch-free tests are run with leak detection on (see below).

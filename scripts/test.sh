@@ -15,8 +15,7 @@ cmake --build "$BUILD_DIR" -j2
 if [ -z "${KNOWTRACE_DATA_DIR:-}" ] && [ -f ../shared/data/known_1000.json ]; then
   export KNOWTRACE_DATA_DIR="$(cd ../shared/data && pwd)"
 fi
-# OpenBLAS 0.3.21 misdetects this CPU; the core type only changes speed.
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+source scripts/cpu-env.sh  # OPENBLAS_CORETYPE where it helps
 # ctest -j2 runs two multi-threaded binaries at once: idle OpenMP threads
 # should sleep, not spin (docs/PERFORMANCE.md).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"

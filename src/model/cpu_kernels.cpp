@@ -135,8 +135,7 @@ bool enabled() {
   return false;
 #else
   static const bool on = [] {
-    const char* e = std::getenv("KNOWTRACE_FUSED");
-    if (e && std::strcmp(e, "0") == 0) return false;
+    if (!fused_passes_allowed()) return false;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
@@ -162,6 +161,14 @@ int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int6
 #endif
 
 }  // namespace
+
+bool fused_passes_allowed() {
+  static const bool on = [] {
+    const char* e = std::getenv("KNOWTRACE_FUSED");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
 
 at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
   if (!takes(x) || !takes(w) || w.scalar_type() != x.scalar_type() || w.dim() != 1 || w.size(0) != x.size(-1))

@@ -12,6 +12,9 @@
 
 namespace kt {
 
+// False when KNOWTRACE_FUSED=0: every fused CPU pass declines (the ATen ops run).
+bool fused_passes_allowed();
+
 // RMSNorm of each row of x [..., n] (contiguous): y = x * rsqrt(mean(x^2) + eps)
 // in float32, rounded to x's dtype, then times w [n] in x's dtype.
 at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& w, double eps);

@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "model/cpu_attention.h"
 #include "model/cpu_kernels.h"
+#include "model/cpu_rotary.h"
 #include "util/error.h"
 #include "util/names.h"
 #include "util/hf_cache.h"
@@ -234,25 +236,13 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 
 namespace {
 
-// x: [B, heads, T, head_dim]; rotates the first rotary_dim dims: each
-// pair (x_i, x_j) becomes (x_i cos - x_j sin, x_j cos + x_i sin), pairs
-// being the two halves (Half) or neighbours (Interleaved). Computed as
-// x cos + partner(x) (sign sin), the partners in one copy.
+// The fused pass where it applies, else rotary_ops.
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style) {
-  const int64_t rd = cos.size(-1), half = rd / 2;
-  at::Tensor rot = x.narrow(-1, 0, rd), partner, signed_sin;
-  if (style == RopeStyle::Half) {
-    partner = at::cat({rot.narrow(-1, half, half), rot.narrow(-1, 0, half)}, -1);
-    signed_sin = at::cat({-sin.narrow(-1, 0, half), sin.narrow(-1, half, half)}, -1);
-  } else {  // interleaved pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)
-    std::vector<int64_t> pairs(rot.sizes().begin(), rot.sizes().end());
-    pairs.back() = half, pairs.push_back(2);
-    partner = rot.reshape(pairs).flip(-1).flatten(-2);
-    signed_sin = sin * at::tensor({-1.0f, 1.0f}, sin.options().dtype(at::kFloat)).to(sin.scalar_type()).repeat(half);
+  if (x.device().is_cpu()) {
+    at::Tensor fused = fused_rotary(x, cos, sin, style == RopeStyle::Interleaved);
+    if (fused.defined()) return fused;
   }
-  at::Tensor out = at::addcmul(rot * cos, partner, signed_sin);
-  if (rd == x.size(-1)) return out;
-  return at::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
+  return rotary_ops(x, cos, sin, style);
 }
 
 // a [B, h, M, K] @ b [B, h, K, N]. On the CPU ATen runs the B x h small
@@ -282,6 +272,54 @@ at::Tensor activate(const at::Tensor& x, Act a) {
 }
 
 }  // namespace
+
+at::Tensor rotary_ops(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style) {
+  const int64_t rd = cos.size(-1), half = rd / 2;
+  at::Tensor rot = x.narrow(-1, 0, rd), partner, signed_sin;
+  if (style == RopeStyle::Half) {
+    partner = at::cat({rot.narrow(-1, half, half), rot.narrow(-1, 0, half)}, -1);
+    signed_sin = at::cat({-sin.narrow(-1, 0, half), sin.narrow(-1, half, half)}, -1);
+  } else {  // interleaved pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)
+    std::vector<int64_t> pairs(rot.sizes().begin(), rot.sizes().end());
+    pairs.back() = half, pairs.push_back(2);
+    partner = rot.reshape(pairs).flip(-1).flatten(-2);
+    signed_sin = sin * at::tensor({-1.0f, 1.0f}, sin.options().dtype(at::kFloat)).to(sin.scalar_type()).repeat(half);
+  }
+  at::Tensor out = at::addcmul(rot * cos, partner, signed_sin);
+  if (rd == x.size(-1)) return out;
+  return at::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
+}
+
+at::Tensor attend_ops(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& blocked,
+                      const AttendShape& s) {
+  const int64_t B = q.size(0), nh = q.size(1), Tq = q.size(2), hd = q.size(3), nkv = k.size(1), Tk = k.size(2);
+  const int64_t g = nh / nkv;
+  // Scores and softmax in float32 (GPT-J and GPT-NeoX upcast; llama's
+  // softmax is float32 too), probabilities back in the compute dtype. The
+  // g query heads sharing a kv head are one product with it, [g x Tq, hd]
+  // by [hd, Tk], so k and v are never repeated.
+  at::Tensor scores =
+      batched_matmul(q.to(at::kFloat).reshape({B, nkv, g * Tq, hd}), k.to(at::kFloat).transpose(-1, -2));
+  scores = scores.mul_(s.scale).view({B, nh, Tq, Tk});
+  if (s.softcap > 0) scores = at::tanh(scores / s.softcap) * s.softcap;
+  // Query i sits at position q_pos0 + i and may see keys 0 .. q_pos0 + i
+  // (in a sliding-window layer only the last `window` of them).
+  auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
+  at::Tensor qpos = at::arange(s.q_pos0, s.q_pos0 + Tq, opts).unsqueeze(1);
+  at::Tensor kpos = at::arange(Tk, opts).unsqueeze(0);
+  at::Tensor hidden = kpos > qpos;
+  if (s.window > 0) hidden = at::logical_or(hidden, kpos <= qpos - s.window);
+  if (blocked.defined()) hidden = at::logical_or(hidden, blocked);
+  scores.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
+  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({B, nkv, g * Tq, Tk});
+  // bf16 / fp16 on the CPU: the rounded probabilities times v in float32,
+  // rounded once (a bf16 GEMM's float32 accumulation), through BLAS rather
+  // than one oneDNN primitive per shape (a sweep has many).
+  const bool widen = v.scalar_type() != at::kFloat && v.device().is_cpu();
+  const at::Tensor out = widen ? batched_matmul(probs.to(at::kFloat), v.to(at::kFloat)).to(v.scalar_type())
+                               : batched_matmul(probs, v);
+  return out.view({B, nh, Tq, hd}).transpose(1, 2).reshape({B, Tq, nh * hd});
+}
 
 at::Tensor Model::norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
   if (!w.defined()) return x;  // the architecture has no norm here
@@ -338,34 +376,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::T
 
 at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          int64_t q_pos0, const at::Tensor& blocked) const {
-  const int64_t B = q.size(0), Tq = q.size(2), Tk = k.size(2), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads;
-  const int64_t g = nh / nkv, hd = cfg_.head_dim;
-  // Scores and softmax in float32 (GPT-J and GPT-NeoX upcast; llama's
-  // softmax is float32 too), probabilities back in the compute dtype. The
-  // g query heads sharing a kv head are one product with it, [g x Tq, hd]
-  // by [hd, Tk], so k and v are never repeated.
-  const double scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(double(hd));
-  at::Tensor scores =
-      batched_matmul(q.to(at::kFloat).reshape({B, nkv, g * Tq, hd}), k.to(at::kFloat).transpose(-1, -2));
-  scores = scores.mul_(scale).view({B, nh, Tq, Tk});
-  if (cfg_.attn_softcap > 0) scores = at::tanh(scores / cfg_.attn_softcap) * cfg_.attn_softcap;
-  // Query i sits at position q_pos0 + i and may see keys 0 .. q_pos0 + i
-  // (in a sliding-window layer only the last `sliding_window` of them).
-  auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
-  at::Tensor qpos = at::arange(q_pos0, q_pos0 + Tq, opts).unsqueeze(1);
-  at::Tensor kpos = at::arange(Tk, opts).unsqueeze(0);
-  at::Tensor hidden = kpos > qpos;
-  if (cfg_.is_sliding(l)) hidden = at::logical_or(hidden, kpos <= qpos - cfg_.sliding_window);
-  if (blocked.defined()) hidden = at::logical_or(hidden, blocked);
-  scores.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
-  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({B, nkv, g * Tq, Tk});
-  // bf16 / fp16 on the CPU: the rounded probabilities times v in float32,
-  // rounded once (a bf16 GEMM's float32 accumulation), through BLAS rather
-  // than one oneDNN primitive per shape (a sweep has many).
-  const bool widen = v.scalar_type() != at::kFloat && v.device().is_cpu();
-  const at::Tensor out = widen ? batched_matmul(probs.to(at::kFloat), v.to(at::kFloat)).to(v.scalar_type())
-                               : batched_matmul(probs, v);
-  return out.view({B, nh, Tq, hd}).transpose(1, 2).reshape({B, Tq, nh * hd});
+  const double scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(double(cfg_.head_dim));
+  const AttendShape shape{scale, cfg_.attn_softcap, q_pos0, cfg_.is_sliding(l) ? cfg_.sliding_window : 0};
+  if (q.device().is_cpu()) {  // one pass per row where it can
+    at::Tensor fused = fused_attend(q, k, v, blocked, shape);
+    if (fused.defined()) return fused;
+  }
+  return attend_ops(q, k, v, blocked, shape);
 }
 
 at::Tensor Model::attn_out(int64_t l, const at::Tensor& o) const {

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "model/config.h"
+#include "model/cpu_attention.h"
 #include "model/sites.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
@@ -31,6 +32,17 @@ at::Device parse_device(const std::string& s);
 // docs/PERFORMANCE.md); KNOWTRACE_FP32_GEMM=blas
 // selects libtorch's own BLAS instead. Everything else is at::linear.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+// The attention and rotary embedding as ATen ops, on every device: what
+// Model runs where the one-pass CPU versions (cpu_attention.h,
+// cpu_rotary.h) decline, and what their tests compare them with.
+// attend_ops: q [B, nh, Tq, hd], k / v [B, nkv, Tk, hd] -> [B, Tq, nh * hd].
+at::Tensor attend_ops(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& blocked,
+                      const AttendShape& shape);
+// rotary_ops: x [B, heads, T, head_dim]; rotates the first rotary_dim
+// (cos.size(-1)) dims: each pair (x_i, x_j) becomes (x_i cos - x_j sin,
+// x_j cos + x_i sin), pairs being the two halves (Half) or neighbours
+// (Interleaved). Computed as x cos + partner(x) (sign sin) by addcmul.
+at::Tensor rotary_ops(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style);
 // "onednn", "blas" or "split": which path runs the float32 CPU products.
 const char* fp32_gemm_backend();
 // Primitives oneDNN keeps cached from the first model load on (unless
