@@ -29,8 +29,8 @@ Rows<T> rows_of(const at::Tensor& t) {
   return {static_cast<T*>(t.data_ptr()), t.stride(0), t.stride(1), t.stride(2)};
 }
 
-// kLanes floats as one value (GCC's vector extension): one zmm register
-// in the AVX-512 clone, two ymm in the AVX2 one, four xmm by default.
+// kLanes floats as one value (GCC's vector extension): one ymm register
+// in the AVX-512 and Haswell clones, two xmm in the default one.
 constexpr int64_t kLanes = 8;
 typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
 __attribute__((always_inline)) inline Lanes load_lanes(const float* p) {
@@ -128,7 +128,10 @@ __attribute__((always_inline)) inline void attend_row(const Job& job, Rows<const
                                                        std::vector<float>& scratch) {
   const int64_t Tk = job.Tk, hd = job.hd, g = job.nh / job.nkv, nkv = job.nkv;
   const int64_t Tkp = (Tk + kLanes - 1) / kLanes * kLanes, per_kv = hd * Tkp + Tk * hd;
-  scratch.assign(static_cast<size_t>(nkv * per_kv + kQueries * (hd + Tkp)), 0.0f);
+  // Only the keys and values are written per row: the keys' padding
+  // columns stay the zeros resize gave them (every row of a call has the
+  // same shapes), and the query / score blocks are written before read.
+  scratch.resize(static_cast<size_t>(nkv * per_kv + kQueries * (hd + Tkp)));
   for (int64_t kvh = 0; kvh < nkv; ++kvh) {
     float* kt = scratch.data() + kvh * per_kv;
     float* vf = kt + hd * Tkp;

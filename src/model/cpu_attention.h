@@ -1,4 +1,4 @@
-// The attention of a block on the CPU as one pass per (row, kv head):
+// The attention of a block on the CPU as one pass per row:
 // scores, mask, softmax and the probabilities times v without the dozen
 // ATen ops (and their allocations) that Model::attend otherwise runs on
 // matrices of a few dozen elements. Arithmetic as Model::attend's ATen

@@ -238,11 +238,8 @@ namespace {
 
 // The fused pass where it applies, else rotary_ops.
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style) {
-  if (x.device().is_cpu()) {
-    at::Tensor fused = fused_rotary(x, cos, sin, style == RopeStyle::Interleaved);
-    if (fused.defined()) return fused;
-  }
-  return rotary_ops(x, cos, sin, style);
+  at::Tensor fused = fused_rotary(x, cos, sin, style == RopeStyle::Interleaved);
+  return fused.defined() ? fused : rotary_ops(x, cos, sin, style);
 }
 
 // a [B, h, M, K] @ b [B, h, K, N]. On the CPU ATen runs the B x h small
@@ -378,11 +375,8 @@ at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k, co
                          int64_t q_pos0, const at::Tensor& blocked) const {
   const double scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(double(cfg_.head_dim));
   const AttendShape shape{scale, cfg_.attn_softcap, q_pos0, cfg_.is_sliding(l) ? cfg_.sliding_window : 0};
-  if (q.device().is_cpu()) {  // one pass per row where it can
-    at::Tensor fused = fused_attend(q, k, v, blocked, shape);
-    if (fused.defined()) return fused;
-  }
-  return attend_ops(q, k, v, blocked, shape);
+  at::Tensor fused = fused_attend(q, k, v, blocked, shape);  // one pass per row on the CPU, where it can
+  return fused.defined() ? fused : attend_ops(q, k, v, blocked, shape);
 }
 
 at::Tensor Model::attn_out(int64_t l, const at::Tensor& o) const {
