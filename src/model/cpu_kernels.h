@@ -1,10 +1,11 @@
-// Fused elementwise passes of a block on the CPU (AVX-512), for the two
-// that libtorch 1.13 runs as several passes over memory: RMSNorm and the
-// gated MLP's act(gate) * up. Each reads its input once and writes once,
-// computing in float32 and rounding where transformers rounds. Both return
-// an undefined tensor when they do not apply (not the CPU, a dtype other
-// than float32 / bfloat16, a layout they do not take, a CPU without
-// AVX-512, or KNOWTRACE_FUSED=0); the caller then runs its ATen ops.
+// Fused elementwise passes of a block on the CPU (AVX-512 or AVX2), for
+// the two that libtorch 1.13 runs as several passes over memory: RMSNorm
+// and the gated MLP's act(gate) * up. Each reads its input once and writes
+// once, computing in float32 and rounding where transformers rounds. Both
+// return an undefined tensor when they do not apply (not the CPU, a dtype
+// other than float32 / bfloat16, a layout they do not take, a CPU with
+// neither AVX-512 nor AVX2 + FMA, or KNOWTRACE_FUSED=0); the caller then
+// runs its ATen ops.
 #pragma once
 #include <ATen/ATen.h>
 

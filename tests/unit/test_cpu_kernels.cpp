@@ -30,7 +30,7 @@ std::pair<int64_t, double> mismatch(const at::Tensor& a, const at::Tensor& b) {
 class Fused : public ::testing::TestWithParam<at::ScalarType> {
  protected:
   void SetUp() override {
-    if (!fused_here()) GTEST_SKIP() << "no AVX-512 here (or KNOWTRACE_FUSED=0): the ATen ops run instead";
+    if (!fused_here()) GTEST_SKIP() << "neither AVX-512 nor AVX2+FMA here (or KNOWTRACE_FUSED=0): the ATen ops run instead";
   }
 };
 
