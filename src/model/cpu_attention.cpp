@@ -10,12 +10,37 @@
 #include <vector>
 
 #include "model/cpu_kernels.h"
-#include "model/cpu_scalar.h"
 
 namespace kt {
 namespace {
 
-using namespace scalar;
+// Scalars: a bfloat16 is its 16 bits, widened exactly, narrowed to the
+// nearest (ties to even, NaN stays NaN) as ATen's float -> bfloat16
+// conversion does.
+using bf16 = uint16_t;
+
+inline float widen(float x) { return x; }
+inline float widen(bf16 x) {
+  const uint32_t bits = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline void narrow(float x, float* out) { *out = x; }
+inline void narrow(float x, bf16* out) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  *out = std::isnan(x) ? bf16(0x7fc0) : bf16((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+}
+
+// x rounded to the dtype T stands for (the pointer only selects it).
+inline float round_as(float x, const float*) { return x; }
+inline float round_as(float x, const bf16*) {
+  bf16 b;
+  narrow(x, &b);
+  return widen(b);
+}
 
 // Element (i0, i1, i2, d) of a 4-d tensor whose last dimension is contiguous.
 template <typename T>
@@ -25,7 +50,8 @@ struct Rows {
   T* at(int64_t i0, int64_t i1, int64_t i2) const { return p + i0 * s0 + i1 * s1 + i2 * s2; }
 };
 template <typename T>
-Rows<T> rows_of(const at::Tensor& t) {
+Rows<T> rows_of(const at::Tensor& t) {  // an undefined tensor: no rows
+  if (!t.defined()) return {nullptr, 0, 0, 0};
   return {static_cast<T*>(t.data_ptr()), t.stride(0), t.stride(1), t.stride(2)};
 }
 
@@ -39,8 +65,23 @@ __attribute__((always_inline)) inline Lanes load_lanes(const float* p) {
   return v;
 }
 
+// The tensors of a call: the queries, the shared prefix's keys / values
+// (no rows without one), the rows' own keys / values and the output.
+template <typename T>
+struct Operands {
+  Rows<const T> q, pk, pv, k, v;
+  Rows<T> out;
+};
+template <typename T>
+Operands<T> operands(const at::Tensor& q, const KvPrefix& prefix, const at::Tensor& k, const at::Tensor& v,
+                     const at::Tensor& out) {
+  return {rows_of<const T>(q), rows_of<const T>(prefix.k), rows_of<const T>(prefix.v),
+          rows_of<const T>(k), rows_of<const T>(v),        rows_of<T>(out)};
+}
+
 struct Job {
-  int64_t nh, nkv, Tq, Tk, hd;
+  int64_t nh, nkv, Tq, Tk, hd;  // Tk: the prefix's keys and the row's own
+  int64_t P, Tp;                // prefix rows and keys (0, 0 without one)
   AttendShape shape;
   const bool* blocked;  // [B, nh, Tq, Tk] through bs, or null
   int64_t bs[4];
@@ -123,8 +164,7 @@ __attribute__((always_inline)) inline void attend_queries(const Job& job, const 
 // Every query of row b, four at a time.
 constexpr int kQueries = 4;
 template <typename T>
-__attribute__((always_inline)) inline void attend_row(const Job& job, Rows<const T> q, Rows<const T> k,
-                                                       Rows<const T> v, Rows<T> out, int64_t b,
+__attribute__((always_inline)) inline void attend_row(const Job& job, const Operands<T>& o, int64_t b,
                                                        std::vector<float>& scratch) {
   const int64_t Tk = job.Tk, hd = job.hd, g = job.nh / job.nkv, nkv = job.nkv;
   const int64_t Tkp = (Tk + kLanes - 1) / kLanes * kLanes, per_kv = hd * Tkp + Tk * hd;
@@ -136,8 +176,9 @@ __attribute__((always_inline)) inline void attend_row(const Job& job, Rows<const
     float* kt = scratch.data() + kvh * per_kv;
     float* vf = kt + hd * Tkp;
     for (int64_t j = 0; j < Tk; ++j) {
-      const T* kr = k.at(b, kvh, j);
-      const T* vr = v.at(b, kvh, j);
+      const bool shared = j < job.Tp;
+      const T* kr = shared ? o.pk.at(b % job.P, kvh, j) : o.k.at(b, kvh, j - job.Tp);
+      const T* vr = shared ? o.pv.at(b % job.P, kvh, j) : o.v.at(b, kvh, j - job.Tp);
       for (int64_t d = 0; d < hd; ++d) kt[d * Tkp + j] = widen(kr[d]), vf[j * hd + d] = widen(vr[d]);
     }
   }
@@ -147,11 +188,11 @@ __attribute__((always_inline)) inline void attend_row(const Job& job, Rows<const
     const float* kt = scratch.data() + (h / g) * per_kv;
     const KvHead kv{kt, kt + hd * Tkp, Tk, Tkp, hd};
     int64_t i0 = 0;
-    for (; i0 + kQueries <= job.Tq; i0 += kQueries) attend_queries<kQueries>(job, kv, q, out, b, h, i0, qf, p);
+    for (; i0 + kQueries <= job.Tq; i0 += kQueries) attend_queries<kQueries>(job, kv, o.q, o.out, b, h, i0, qf, p);
     switch (job.Tq - i0) {
-      case 3: attend_queries<3>(job, kv, q, out, b, h, i0, qf, p); break;
-      case 2: attend_queries<2>(job, kv, q, out, b, h, i0, qf, p); break;
-      case 1: attend_queries<1>(job, kv, q, out, b, h, i0, qf, p); break;
+      case 3: attend_queries<3>(job, kv, o.q, o.out, b, h, i0, qf, p); break;
+      case 2: attend_queries<2>(job, kv, o.q, o.out, b, h, i0, qf, p); break;
+      case 1: attend_queries<1>(job, kv, o.q, o.out, b, h, i0, qf, p); break;
       default: break;
     }
   }
@@ -160,13 +201,11 @@ __attribute__((always_inline)) inline void attend_row(const Job& job, Rows<const
 // One clone per instruction set (Haswell's: AVX2 and FMA); the loader picks
 // the CPU's.
 #define KT_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
-KT_CLONES void attend_f32(const Job& job, Rows<const float> q, Rows<const float> k, Rows<const float> v,
-                          Rows<float> out, int64_t b, std::vector<float>& scratch) {
-  attend_row(job, q, k, v, out, b, scratch);
+KT_CLONES void attend_f32(const Job& job, const Operands<float>& o, int64_t b, std::vector<float>& scratch) {
+  attend_row(job, o, b, scratch);
 }
-KT_CLONES void attend_bf16(const Job& job, Rows<const bf16> q, Rows<const bf16> k, Rows<const bf16> v,
-                           Rows<bf16> out, int64_t b, std::vector<float>& scratch) {
-  attend_row(job, q, k, v, out, b, scratch);
+KT_CLONES void attend_bf16(const Job& job, const Operands<bf16>& o, int64_t b, std::vector<float>& scratch) {
+  attend_row(job, o, b, scratch);
 }
 #undef KT_CLONES
 
@@ -177,15 +216,22 @@ bool takes(const at::Tensor& t, at::ScalarType dt) {
 }  // namespace
 
 at::Tensor fused_attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& blocked,
-                        const AttendShape& shape) {
+                        const AttendShape& shape, const KvPrefix& prefix) {
   const at::ScalarType dt = v.defined() ? v.scalar_type() : at::kFloat;
   if (!fused_passes_allowed() || (dt != at::kFloat && dt != at::kBFloat16) || !takes(q, dt) || !takes(k, dt) ||
       !takes(v, dt))
     return {};
   const int64_t B = q.size(0), nh = q.size(1), Tq = q.size(2), hd = q.size(3);
-  const int64_t nkv = k.size(1), Tk = k.size(2);
+  const int64_t nkv = k.size(1);
   if (nkv < 1 || nh % nkv != 0 || k.size(0) != B || k.size(3) != hd || !v.sizes().equals(k.sizes())) return {};
-  Job job{nh, nkv, Tq, Tk, hd, shape, nullptr, {0, 0, 0, 0}};
+  int64_t P = 0, Tp = 0;
+  if (prefix.k.defined() || prefix.v.defined()) {
+    if (!takes(prefix.k, dt) || !takes(prefix.v, dt) || !prefix.v.sizes().equals(prefix.k.sizes())) return {};
+    P = prefix.k.size(0), Tp = prefix.k.size(2);
+    if (P < 1 || B % P != 0 || prefix.k.size(1) != nkv || prefix.k.size(3) != hd) return {};
+  }
+  const int64_t Tk = Tp + k.size(2);
+  Job job{nh, nkv, Tq, Tk, hd, P, Tp, shape, nullptr, {0, 0, 0, 0}};
   at::Tensor mask;
   if (blocked.defined()) {
     if (!blocked.device().is_cpu() || blocked.scalar_type() != at::kBool || blocked.dim() > 4) return {};
@@ -194,17 +240,15 @@ at::Tensor fused_attend(const at::Tensor& q, const at::Tensor& k, const at::Tens
     for (int i = 0; i < 4; ++i) job.bs[i] = mask.stride(i);
   }
   at::Tensor out = at::empty({B, Tq, nh, hd}, v.options());
-  const bool f32 = dt == at::kFloat;
   const int64_t work = std::max<int64_t>(1, nh * Tq * Tk * hd);  // multiply-adds of a row, twice
   at::parallel_for(0, B, std::max<int64_t>(1, 32768 / work), [&](int64_t lo, int64_t hi) {
     std::vector<float> scratch;
-    for (int64_t b = lo; b < hi; ++b) {
-      if (f32)
-        attend_f32(job, rows_of<const float>(q), rows_of<const float>(k), rows_of<const float>(v),
-                   rows_of<float>(out), b, scratch);
-      else
-        attend_bf16(job, rows_of<const bf16>(q), rows_of<const bf16>(k), rows_of<const bf16>(v),
-                    rows_of<bf16>(out), b, scratch);
+    if (dt == at::kFloat) {
+      const auto o = operands<float>(q, prefix, k, v, out);
+      for (int64_t b = lo; b < hi; ++b) attend_f32(job, o, b, scratch);
+    } else {
+      const auto o = operands<bf16>(q, prefix, k, v, out);
+      for (int64_t b = lo; b < hi; ++b) attend_bf16(job, o, b, scratch);
     }
   });
   return out.view({B, Tq, nh * hd});

@@ -19,10 +19,19 @@ struct AttendShape {
   int64_t window = 0;        // > 0: a query sees only its last `window` keys
 };
 
+// Keys and values that groups of rows share before their own: with a
+// prefix k / v [P, nkv, Tp, hd] (B a multiple of P), row b's keys are
+// prefix row b % P's followed by its own (a restoration's S rows over the
+// corrupted run's S rows), without copying the prefix B / P times.
+struct KvPrefix {
+  at::Tensor k, v;
+};
+
 // q [B, nh, Tq, hd], k / v [B, nkv, Tk, hd] (nh a multiple of nkv; key j at
-// position j), blocked: undefined or bool broadcastable to [B, nh, Tq, Tk]
-// (true: the edge is removed). Returns [B, Tq, nh * hd] in v's dtype.
+// position j, after the prefix's Tp: Tp + j), blocked: undefined or bool
+// broadcastable to [B, nh, Tq, Tp + Tk] (true: the edge is removed).
+// Returns [B, Tq, nh * hd] in v's dtype.
 at::Tensor fused_attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& blocked,
-                        const AttendShape& shape);
+                        const AttendShape& shape, const KvPrefix& prefix = {});
 
 }  // namespace kt

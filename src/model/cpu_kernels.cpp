@@ -27,6 +27,10 @@ struct Kernels {
   void (*gelu_mul_f32)(const float*, float*, int64_t rows, int64_t I);
   void (*silu_mul_bf16)(const bf16*, bf16*, int64_t rows, int64_t I);
   void (*gelu_mul_bf16)(const bf16*, bf16*, int64_t rows, int64_t I);
+  void (*rotary_f32)(const float* x, int64_t stride, int64_t H, const float* cos, const float* sin, float* out,
+                     int64_t rd, int64_t hd, bool interleaved);
+  void (*rotary_bf16)(const bf16* x, int64_t stride, int64_t H, const bf16* cos, const bf16* sin, bf16* out,
+                      int64_t rd, int64_t hd, bool interleaved);
 };
 
 #if KT_FUSED_SIMD
@@ -137,6 +141,34 @@ at::Tensor fused_act_mul(const at::Tensor& gu, int64_t I, Act act) {
       (is_silu ? k.silu_mul_bf16 : k.gelu_mul_bf16)(bits<bf16>(gu) + lo * 2 * I, bits<bf16>(out) + lo * I, hi - lo, I);
   });
   return out;
+}
+
+at::Tensor fused_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool interleaved) {
+  const at::ScalarType dt = x.defined() ? x.scalar_type() : at::kFloat;
+  if (!kernels() || (dt != at::kFloat && dt != at::kBFloat16) || !x.device().is_cpu() || x.dim() != 4 ||
+      x.stride(3) != 1 || x.numel() == 0)
+    return {};
+  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), hd = x.size(3);
+  for (const at::Tensor* t : {&cos, &sin})
+    if (!takes(*t) || t->scalar_type() != dt || t->dim() != 2 || t->size(0) != T) return {};
+  const int64_t rd = cos.size(1);
+  if (rd % 2 != 0 || rd > hd || sin.size(1) != rd) return {};
+  const Kernels& k = *kernels();
+  at::Tensor out = at::empty({B, T, H, hd}, x.options());  // position-major, as ATen's result
+  const int64_t s0 = x.stride(0), s1 = x.stride(1), s2 = x.stride(2);
+  const bool f32 = dt == at::kFloat;
+  at::parallel_for(0, B * T, grain(H * hd), [&](int64_t lo, int64_t hi) {
+    for (int64_t bt = lo; bt < hi; ++bt) {
+      const int64_t in = bt / T * s0 + bt % T * s2, o = bt * H * hd, tab = bt % T * rd;
+      if (f32)
+        k.rotary_f32(bits<float>(x) + in, s1, H, bits<float>(cos) + tab, bits<float>(sin) + tab, bits<float>(out) + o,
+                     rd, hd, interleaved);
+      else
+        k.rotary_bf16(bits<bf16>(x) + in, s1, H, bits<bf16>(cos) + tab, bits<bf16>(sin) + tab, bits<bf16>(out) + o,
+                      rd, hd, interleaved);
+    }
+  });
+  return out.permute({0, 2, 1, 3});
 }
 
 }  // namespace kt

@@ -12,7 +12,6 @@
 
 #include "model/cpu_attention.h"
 #include "model/cpu_kernels.h"
-#include "model/cpu_rotary.h"
 #include "util/error.h"
 #include "util/names.h"
 #include "util/hf_cache.h"
@@ -372,11 +371,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::T
 }
 
 at::Tensor Model::attend(int64_t l, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                         int64_t q_pos0, const at::Tensor& blocked) const {
+                         int64_t q_pos0, const at::Tensor& blocked, const KvPrefix& prefix) const {
   const double scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(double(cfg_.head_dim));
   const AttendShape shape{scale, cfg_.attn_softcap, q_pos0, cfg_.is_sliding(l) ? cfg_.sliding_window : 0};
-  at::Tensor fused = fused_attend(q, k, v, blocked, shape);  // one pass per row on the CPU, where it can
-  return fused.defined() ? fused : attend_ops(q, k, v, blocked, shape);
+  at::Tensor fused = fused_attend(q, k, v, blocked, shape, prefix);  // one pass per row on the CPU, where it can
+  if (fused.defined()) return fused;
+  if (!prefix.k.defined()) return attend_ops(q, k, v, blocked, shape);
+  const int64_t reps = k.size(0) / prefix.k.size(0);  // each row's keys in full, as the ops take them
+  return attend_ops(q, at::cat({prefix.k.repeat({reps, 1, 1, 1}), k}, 2), at::cat({prefix.v.repeat({reps, 1, 1, 1}), v}, 2),
+                    blocked, shape);
 }
 
 at::Tensor Model::attn_out(int64_t l, const at::Tensor& o) const {

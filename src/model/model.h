@@ -34,7 +34,7 @@ at::Device parse_device(const std::string& s);
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
 // The attention and rotary embedding as ATen ops, on every device: what
 // Model runs where the one-pass CPU versions (cpu_attention.h,
-// cpu_rotary.h) decline, and what their tests compare them with.
+// cpu_kernels.h) decline, and what their tests compare them with.
 // attend_ops: q [B, nh, Tq, hd], k / v [B, nkv, Tk, hd] -> [B, Tq, nh * hd].
 at::Tensor attend_ops(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& blocked,
                       const AttendShape& shape);
@@ -93,10 +93,11 @@ class Model {
   std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv(int64_t layer, const at::Tensor& h, int64_t pos0) const;
   // Causal attention of queries at positions q_pos0.. over keys at 0..Tk-1
   // (the layer's sliding window, scaling and soft-capping applied; then
-  // the edges `blocked` is true for are removed as well);
+  // the edges `blocked` is true for are removed as well); with a prefix,
+  // row b's keys are prefix row b % P's, then its own (cpu_attention.h);
   // returns [B, Tq, heads * hd] before the output projection.
   at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                    int64_t q_pos0, const at::Tensor& blocked = {}) const;
+                    int64_t q_pos0, const at::Tensor& blocked = {}, const KvPrefix& prefix = {}) const;
   at::Tensor attn_out(int64_t layer, const at::Tensor& o) const;  // output projection
   at::Tensor mlp(int64_t layer, const at::Tensor& h) const;
   at::Tensor logits(const at::Tensor& x) const;  // final norm + head (+ soft-capping), float32

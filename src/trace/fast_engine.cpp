@@ -331,11 +331,10 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
         Group& g = *live[gi];
         const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * g.rows, q_len = out_len(g);
         auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
+        KvPrefix prefix;  // each member's g.rows rows see the base run's rows' keys before t
         if (g.t > 0) {
-          const int64_t reps = static_cast<int64_t>(g.active);
           const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
-          kk = at::cat({base.keys[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), kk}, 2);
-          v = at::cat({base.values[k].narrow(2, 0, g.t).repeat({reps, 1, 1, 1}), v}, 2);
+          prefix = {base.keys[k].narrow(2, 0, g.t), base.values[k].narrow(2, 0, g.t)};
         }
         at::Tensor mask = knockout_mask(g, k, len, T, q.device());
         if (q_len < len) {
@@ -343,7 +342,7 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
           if (mask.defined()) mask = mask.narrow(2, len - q_len, q_len);
         }
         flops.attention(rows, q_len, T);
-        outs.push_back(model.attend(k, q, kk, v, T - q_len, mask).reshape({rows * q_len, -1}));
+        outs.push_back(model.attend(k, q, kk, v, T - q_len, mask, prefix).reshape({rows * q_len, -1}));
       }
       return model.attn_out(k, at::cat(outs, 0));
     };

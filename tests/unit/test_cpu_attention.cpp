@@ -1,7 +1,8 @@
 // links: kt_model
 // The one-pass CPU attention (model/cpu_attention.h) against the ATen ops
-// Model runs without it (kt::attend_ops) and a float64 answer: grouped kv heads, queries after a
-// prefix, sliding windows, soft-capping, knocked-out edges, strided q.
+// Model runs without it (kt::attend_ops) and a float64 answer: grouped kv
+// heads, queries after a prefix, sliding windows, soft-capping, knocked-out
+// edges, strided q, and keys shared by rows (KvPrefix).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -94,6 +95,33 @@ TEST_P(FusedAttend, MatchesTheAtenOps) {
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, FusedAttend, ::testing::Values(at::kFloat, at::kBFloat16),
                          [](const auto& info) { return std::string(info.param == at::kFloat ? "f32" : "bf16"); });
+
+TEST_P(FusedAttend, APrefixIsItsRowsRepeated) {
+  // 6 rows over a prefix of 2 (rows b and b + 2k share prefix row b % 2),
+  // 3 prefix keys then 5 of each row's own; the last 4 queries, some edges
+  // knocked out. Same arithmetic as on the keys written out: identical.
+  const at::ScalarType dt = GetParam();
+  const int64_t B = 6, P = 2, nh = 6, nkv = 2, Tp = 3, Tk = 5, Tq = 4, hd = 64;
+  at::manual_seed(7);
+  const at::Tensor q = (at::randn({B, Tq, nh, hd}) * 2).to(dt).transpose(1, 2);
+  // the prefix as the engine passes it: the first Tp positions of a longer run
+  const at::Tensor pk = (at::randn({P, nkv, Tp + Tk, hd}) * 2).to(dt).narrow(2, 0, Tp);
+  const at::Tensor pv = at::randn({P, nkv, Tp + Tk, hd}).to(dt).narrow(2, 0, Tp);
+  const at::Tensor k = (at::randn({B, nkv, Tk, hd}) * 2).to(dt), v = at::randn({B, nkv, Tk, hd}).to(dt);
+  at::Tensor blocked = at::zeros({B, 1, Tq, Tp + Tk}, at::kBool);
+  blocked[1][0][Tq - 1].narrow(0, 1, 2).fill_(true);  // prefix keys 1, 2 of one row's last query
+  const kt::AttendShape shape{0.125, 0, Tp + Tk - Tq, 0};
+  const at::Tensor full_k = at::cat({pk.repeat({B / P, 1, 1, 1}), k}, 2);
+  const at::Tensor full_v = at::cat({pv.repeat({B / P, 1, 1, 1}), v}, 2);
+  const at::Tensor got = kt::fused_attend(q, k, v, blocked, shape, {pk, pv});
+  ASSERT_TRUE(got.defined());
+  EXPECT_TRUE(at::equal(got, kt::fused_attend(q, full_k, full_v, blocked, shape)));
+  // a prefix that does not divide the rows, or of other heads, is declined
+  EXPECT_FALSE(kt::fused_attend(q, k, v, {}, shape, {pk.narrow(0, 0, 1).repeat({4, 1, 1, 1}), pv.repeat({2, 1, 1, 1})})
+                   .defined());
+  EXPECT_FALSE(kt::fused_attend(q.narrow(0, 0, 5), k.narrow(0, 0, 5), v.narrow(0, 0, 5), {}, shape, {pk, pv}).defined());
+  EXPECT_FALSE(kt::fused_attend(q, k, v, {}, shape, {pk.narrow(1, 0, 1), pv.narrow(1, 0, 1)}).defined());
+}
 
 TEST(FusedAttendMask, SeesExactlyTheKeysTheMaskAllows) {
   // v = one-hot of the key's position: the output is the probability of each key.
