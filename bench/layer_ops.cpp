@@ -47,8 +47,10 @@ void step(const kt::Model& m, at::ScalarType dt, int64_t R, int64_t len, int64_t
   const double mlp = ms([&] { mo = m.mlp(l, h2); });
   // The products alone, on weights of the same shapes.
   const int64_t qkv_n = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim;
-  const at::Tensor w_qkv = at::randn({qkv_n, d}).to(dt), w_gu = at::randn({2 * I, d}).to(dt),
-                   w_down = at::randn({d, I}).to(dt);
+  // (bfloat16 on CPUs whose products run in float32: widened, as Model's)
+  const at::ScalarType wt = dt == at::kBFloat16 && std::string(kt::bf16_gemm_backend()) == "fp32" ? at::kFloat : dt;
+  const at::Tensor w_qkv = at::randn({qkv_n, d}).to(dt).to(wt), w_gu = at::randn({2 * I, d}).to(dt).to(wt),
+                   w_down = at::randn({d, I}).to(dt).to(wt);
   const double g_qkv = ms([&] { kt::linear(h, w_qkv, {}); });
   const double g_gu = ms([&] { gu = kt::linear(h2, w_gu, {}); });
   // act*up is timed where the fused pass takes it (Model::mlp's path on

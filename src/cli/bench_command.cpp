@@ -42,11 +42,14 @@ void sync(at::Device dev) {
 
 // Best rate of an n x n x n matmul in the given dtype, FLOP/s: through
 // at::matmul (libtorch's BLAS / oneDNN), or through kt::linear, the product
-// the engines use (float32 on the CPU: oneDNN's sgemm when built with it).
+// the engines use (float32 on the CPU: oneDNN's sgemm when built with it;
+// bfloat16 with bf16_gemm_backend() "fp32": a widened matrix, as Model's).
 double matmul_peak(at::ScalarType dtype, at::Device dev, int64_t n, bool engine_linear = false) {
   c10::InferenceMode guard;
   at::Tensor a = at::randn({n, n}, at::TensorOptions().device(dev)).to(dtype);
   at::Tensor b = at::randn({n, n}, at::TensorOptions().device(dev)).to(dtype);
+  if (engine_linear && dtype == at::kBFloat16 && dev.is_cpu() && std::string(bf16_gemm_backend()) == "fp32")
+    b = b.to(at::kFloat);
   auto mm = [&] { return engine_linear ? kt::linear(a, b) : at::matmul(a, b); };
   mm();  // warm-up
   // The best of at least 5 products and 1 s: one short probe on a shared
@@ -231,7 +234,9 @@ void run_bench(const BenchArgs& a) {
   const double peak_f32_aten = matmul_peak(at::kFloat, o.device, 2048);
   const double peak_f32_engine = o.device.is_cpu() ? matmul_peak(at::kFloat, o.device, 2048, true) : peak_f32_aten;
   const double peak_f32 = std::max(peak_f32_aten, peak_f32_engine);
-  const double peak_bf16 = matmul_peak(at::kBFloat16, o.device, 2048);
+  const double peak_bf16_aten = matmul_peak(at::kBFloat16, o.device, 2048);
+  const double peak_bf16_engine = o.device.is_cpu() ? matmul_peak(at::kBFloat16, o.device, 2048, true) : peak_bf16_aten;
+  const double peak_bf16 = std::max(peak_bf16_aten, peak_bf16_engine);
   const double peak = o.dtype == at::kFloat ? peak_f32 : peak_bf16;
   const bool dev_mem = device_stats_available(o.device);
   nlohmann::json out = {{"config", a.config},
@@ -250,6 +255,9 @@ void run_bench(const BenchArgs& a) {
                         {"peak_flops_fp32_engine_linear", peak_f32_engine},
                         {"fp32_gemm", o.device.is_cpu() ? fp32_gemm_backend() : "aten"},
                         {"peak_flops_bf16", peak_bf16},
+                        {"peak_flops_bf16_aten_matmul", peak_bf16_aten},
+                        {"peak_flops_bf16_engine_linear", peak_bf16_engine},
+                        {"bf16_gemm", o.device.is_cpu() ? bf16_gemm_backend() : "aten"},
                         {"threads", at::get_num_threads()},
                         {"facts", nlohmann::json::array()}};
   if (!a.as_json) {
@@ -258,10 +266,11 @@ void run_bench(const BenchArgs& a) {
     std::printf("settings: S=%lld, window %lld, noise %s = %.6g, %zu mediators, max_batch_tokens %s\n",
                 (long long)s.samples, (long long)s.window, b.noise.c_str(), s.noise.level, s.mediators.size(),
                 b.max_batch_tokens == kAutoBatchTokens ? "auto" : std::to_string(b.max_batch_tokens).c_str());
-    std::printf("matmul peak (2048^3): fp32 %.1f GFLOP/s (at::matmul %.1f, engine's linear [%s] %.1f), bf16 %.1f GFLOP/s; "
-                "%d threads\n",
+    std::printf("matmul peak (2048^3): fp32 %.1f GFLOP/s (at::matmul %.1f, engine's linear [%s] %.1f), bf16 %.1f GFLOP/s "
+                "(at::matmul %.1f, engine's linear [%s] %.1f); %d threads\n",
                 peak_f32 / 1e9, peak_f32_aten / 1e9, o.device.is_cpu() ? fp32_gemm_backend() : "aten",
-                peak_f32_engine / 1e9, peak_bf16 / 1e9, at::get_num_threads());
+                peak_f32_engine / 1e9, peak_bf16 / 1e9, peak_bf16_aten / 1e9,
+                o.device.is_cpu() ? bf16_gemm_backend() : "aten", peak_bf16_engine / 1e9, at::get_num_threads());
     std::printf("%-4s %-32s %3s | %6s %8s %8s %5s %7s %4s | %6s %8s %8s %7s | %7s %7s | %9s %9s\n", "fact", "prompt",
                 "T", "restor", "fast s", "GFLOP", "%ROME", "GFLOP/s", "%pk", "restor", "ref s", "GFLOP", "GFLOP/s", "speedup",
                 "max|d|", "peak RSS", dev_mem ? "dev peak" : "");

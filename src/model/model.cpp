@@ -56,6 +56,26 @@ std::unique_ptr<Model> Model::load(const std::string& path_or_id, const LoadOpti
 
 namespace {
 
+// ATen 1.13 gives its CPU bfloat16 products to oneDNN on x86 CPUs with
+// AVX-512 BW, VL and DQ only.
+bool bf16_gemm_in_fp32() {
+  static const bool fp32 = [] {
+    const char* e = std::getenv("KNOWTRACE_BF16_GEMM");
+    const std::string v = e ? e : "";
+    if (v == "fp32") return true;
+    if (v == "native") return false;
+    if (!v.empty()) throw Error("KNOWTRACE_BF16_GEMM=" + v + ": expected native or fp32");
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return !(__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq"));
+#else
+    return false;
+#endif
+  }();
+  return fp32;
+}
+
 // Rotary inverse frequencies in float32, as transformers computes them.
 at::Tensor inverse_frequencies(int64_t rd, double theta, const RopeScaling& rs) {
   at::Tensor exponent = at::arange(0, rd, 2, at::kLong).to(at::kFloat) / static_cast<float>(rd);
@@ -81,6 +101,7 @@ Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOpt
     : cfg_(std::move(cfg)), tok_(std::move(tok)), w_(std::move(w)), opts_(opts), path_(std::move(path)) {
   (void)fp32_gemm_backend();  // the threads of the fp32 products settled before any work
   bound_onednn_primitive_cache();
+  if (opts_.dtype == at::kBFloat16 && opts_.device.is_cpu() && bf16_gemm_in_fp32()) widen_projections(w_);
   if (cfg_.arch->rope == RopeStyle::None || cfg_.rotary_dim == 0) return;
   at::Tensor inv = inverse_frequencies(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_scaling);
   // llama.cpp's rope_freqs (Llama-3.1 GGUF): the llama3 scaling as divisors.
@@ -154,6 +175,8 @@ bool use_onednn_fp32() { return fp32_gemm_mode() == Fp32Gemm::OneDnn; }
 
 }  // namespace
 
+const char* bf16_gemm_backend() { return bf16_gemm_in_fp32() ? "fp32" : "native"; }
+
 const char* fp32_gemm_backend() {
   switch (fp32_gemm_mode()) {
     case Fp32Gemm::OneDnn: return "onednn";
@@ -181,6 +204,10 @@ void bound_onednn_primitive_cache() {
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  // A bfloat16 input and a widened (float32) matrix: the product in float32,
+  // rounded once to bfloat16.
+  if (x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kFloat && x.device().is_cpu())
+    return linear(x.to(at::kFloat), w, b.defined() ? b.to(at::kFloat) : b).to(at::kBFloat16);
 #if defined(KT_HAVE_DNNL_SGEMM)
   // fp32 on the CPU: oneDNN's sgemm (JIT AVX-512 kernels, threaded by the
   // same OpenMP pool as ATen) instead of libtorch's BLAS, whose own thread

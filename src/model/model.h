@@ -45,6 +45,14 @@ at::Tensor attend_ops(const at::Tensor& q, const at::Tensor& k, const at::Tensor
 at::Tensor rotary_ops(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style);
 // "onednn", "blas" or "split": which path runs the float32 CPU products.
 const char* fp32_gemm_backend();
+// How bfloat16 products run on the CPU: "native" (at::linear in bfloat16:
+// oneDNN on the AVX-512 CPUs libtorch 1.13 gives it to, ATen's own loop
+// elsewhere: ~5 GFLOP/s on a Zen 3) or "fp32" (Model keeps its projection
+// matrices as float32 holding the same bfloat16 values; linear() multiplies
+// in float32 and rounds once, as a bfloat16 GEMM with float32 sums does).
+// KNOWTRACE_BF16_GEMM=native|fp32 picks; by default fp32 on x86 CPUs
+// without AVX-512 (BW, VL, DQ).
+const char* bf16_gemm_backend();
 // Primitives oneDNN keeps cached from the first model load on (unless
 // ONEDNN_PRIMITIVE_CACHE_CAPACITY says otherwise).
 constexpr int kOneDnnPrimitiveCache = 16;

@@ -221,4 +221,29 @@ Weights load_weights(const ModelConfig& c, const TensorSource& src, at::ScalarTy
   return w;
 }
 
+void widen_projections(Weights& w) {
+  // `whole` as float32, and `parts` (views of its rows) as views of that
+  auto widen = [](at::Tensor& whole, std::initializer_list<at::Tensor*> parts) {
+    if (!whole.defined()) return;
+    whole = whole.to(at::kFloat);
+    int64_t row = 0;
+    for (at::Tensor* t : parts) {
+      if (!t->defined()) continue;
+      const int64_t n = t->size(0);
+      *t = whole.narrow(0, row, n);
+      row += n;
+    }
+  };
+  for (LayerWeights& L : w.layers) {
+    widen(L.qkv_w, {&L.q_w, &L.k_w, &L.v_w});
+    widen(L.o_w, {});
+    if (L.gate_up_w.defined())
+      widen(L.gate_up_w, {&L.gate_w, &L.up_w});
+    else
+      widen(L.up_w, {});
+    widen(L.down_w, {});
+  }
+  widen(w.lm_head_w, {});  // tied: a float32 copy; the embedding lookup keeps its dtype
+}
+
 }  // namespace kt

@@ -63,4 +63,9 @@ std::unique_ptr<TensorSource> open_safetensors_source(const std::string& dir);
 // dtype and moves to device. Errors name the file and the tensor.
 Weights load_weights(const ModelConfig& cfg, const TensorSource& src, at::ScalarType dtype, at::Device device);
 
+// The operands of linear() (q/k/v, o, gate/up, down, head) as float32
+// holding their values, their row views re-made on them; the embedding,
+// norms and biases keep their dtype (bf16_gemm_backend() in model.h).
+void widen_projections(Weights& w);
+
 }  // namespace kt
