@@ -355,8 +355,8 @@ void run_bench(const BenchArgs& a) {
   // The rate again after the work: on a shared (virtual) machine the one
   // at the start can be far below what the engines then reach. The total
   // uses the higher of the two; the rows above used the first.
-  const double peak_end = o.dtype == at::kFloat ? matmul_peak(at::kFloat, o.device, 2048, o.device.is_cpu())
-                                                : matmul_peak(at::kBFloat16, o.device, 2048);
+  const double peak_end = matmul_peak(o.dtype == at::kFloat ? at::kFloat : at::kBFloat16, o.device, 2048,
+                                      o.device.is_cpu());  // on the CPU: the engines' product
   const double peak_total = std::max(peak, peak_end);
   out["peak_flops_at_end"] = peak_end;
   const int64_t rss = peak_rss_bytes();

@@ -101,7 +101,8 @@ Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOpt
     : cfg_(std::move(cfg)), tok_(std::move(tok)), w_(std::move(w)), opts_(opts), path_(std::move(path)) {
   (void)fp32_gemm_backend();  // the threads of the fp32 products settled before any work
   bound_onednn_primitive_cache();
-  if (opts_.dtype == at::kBFloat16 && opts_.device.is_cpu() && bf16_gemm_in_fp32()) widen_projections(w_);
+  const bool bf16_in_fp32 = bf16_gemm_in_fp32();  // read (and KNOWTRACE_BF16_GEMM checked) on every load
+  if (opts_.dtype == at::kBFloat16 && opts_.device.is_cpu() && bf16_in_fp32) widen_projections(w_);
   if (cfg_.arch->rope == RopeStyle::None || cfg_.rotary_dim == 0) return;
   at::Tensor inv = inverse_frequencies(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_scaling);
   // llama.cpp's rope_freqs (Llama-3.1 GGUF): the llama3 scaling as divisors.

@@ -875,6 +875,8 @@ TEST(BadCommandLine, ModelCommandFlags) {
     for (const auto& a : args) label += (a.size() > 40 ? a.substr(0, 40) + "..." : a) + " ";
     expect_cli_error(run_cli(args, cwd), needles, label);
   }
+  expect_cli_error(run_cli({"predict", "--model", model, "--prompt", "The"}, cwd, "env KNOWTRACE_BF16_GEMM=fast"),
+                   {"KNOWTRACE_BF16_GEMM=fast: expected native or fp32"}, "KNOWTRACE_BF16_GEMM=fast");
   if (!at::hasCUDA()) {
     expect_cli_error(run_cli({"predict", "--model", model, "--prompt", "The", "--device", "cuda"}, cwd),
                      {"device 'cuda' requested but this build of libtorch has no CUDA device available"}, "--device cuda");
