@@ -196,8 +196,8 @@ void count_flops(const BenchSetup& b, const Model& model, const TraceSettings& s
     const Fact& f = b.facts[static_cast<size_t>(i)];
     const FastStats st = count_trace_flops(model, f.prompt, f.subject, s, {});
     const int64_t T = static_cast<int64_t>(model.tokenizer().encode(f.prompt).ids.size());
-    out["facts"].push_back({{"id", f.id}, {"tokens", T}, {"restorations", st.restorations}, {"flops", st.flops},
-                            {"rome_flops", st.rome_flops}, {"fraction_of_rome_flops", st.flops / st.rome_flops}});
+    out["facts"].push_back({{"id", f.id}, {"tokens", T}, {"restorations", st.restorations},
+                            {"from_shared_blocks", st.shared}, {"flops", st.flops}, {"rome_flops", st.rome_flops}, {"fraction_of_rome_flops", st.flops / st.rome_flops}});
     by_length[T].first += st.flops, by_length[T].second += st.rome_flops, ++facts_of_length[T];
     if (!as_json)
       std::printf("%-6s %3lld %8lld %12.1f %12.1f %8.1f%%\n", f.id.c_str(), (long long)T, (long long)st.restorations,
@@ -294,7 +294,7 @@ void run_bench(const BenchArgs& a) {
       sync(o.device);
       tf = seconds_since(t0);
       row["fast"] = {{"seconds", tf}, {"flops", st.flops}, {"flops_per_second", st.flops / tf},
-                     {"restorations", st.restorations}, {"sweeps", st.sweeps},
+                     {"restorations", st.restorations}, {"from_shared_blocks", st.shared}, {"sweeps", st.sweeps},
                      {"max_batch_tokens", st.max_batch_tokens}, {"rome_flops", st.rome_flops},
                      {"fraction_of_rome_flops", st.flops / st.rome_flops}};
       if (dev_mem) row["fast"]["device_peak_bytes"] = device_peak_bytes(o.device);

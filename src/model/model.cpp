@@ -120,7 +120,7 @@ Model::Model(ModelConfig cfg, std::unique_ptr<Tokenizer> tok, Weights w, LoadOpt
 
 std::pair<at::Tensor, at::Tensor> Model::rotary_tables(int64_t layer, int64_t T) const {
   at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(opts_.device));
-  // T is the whole prompt's length in every call (pos0 + tokens): longrope
+  // T is the whole run's length in every call (pos0 + tokens or more): longrope
   // switches to its long factors beyond the original context, as
   // transformers does per forward pass.
   const at::Tensor& inv = local_inv_freq_.defined() && cfg_.is_sliding(layer)                   ? local_inv_freq_
@@ -379,7 +379,8 @@ at::Tensor Model::mlp_norm(int64_t l, const at::Tensor& x) const {
   return norm(x, w_.layers[l].mlp_norm_w, w_.layers[l].mlp_norm_b);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::Tensor& h, int64_t pos0) const {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::Tensor& h, int64_t pos0,
+                                                          int64_t run_tokens) const {
   const LayerWeights& L = w_.layers[l];
   const int64_t B = h.size(0), T = h.size(1), nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
   const at::Tensor qkv = linear(h, L.qkv_w, L.qkv_b);  // one product, then the q / k / v columns
@@ -390,7 +391,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Model::qkv(int64_t l, const at::T
   q = q.transpose(1, 2), k = k.transpose(1, 2);
   at::Tensor v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
   if (inv_freq_.defined()) {
-    auto [cos, sin] = rotary_tables(l, pos0 + T);
+    auto [cos, sin] = rotary_tables(l, run_tokens < 0 ? pos0 + T : run_tokens);
     cos = cos.narrow(0, pos0, T), sin = sin.narrow(0, pos0, T);
     q = apply_rotary(q, cos, sin, cfg_.arch->rope);
     k = apply_rotary(k, cos, sin, cfg_.arch->rope);

@@ -97,8 +97,10 @@ class Model {
   at::Tensor attn_norm(int64_t layer, const at::Tensor& x) const;
   at::Tensor mlp_norm(int64_t layer, const at::Tensor& x) const;  // the block's second norm (gptj: its only one)
   // q [B, heads, T, hd] and k, v [B, kv_heads, T, hd] of the normed input,
-  // rotated for absolute positions pos0 .. pos0 + T - 1.
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv(int64_t layer, const at::Tensor& h, int64_t pos0) const;
+  // rotated for absolute positions pos0 .. pos0 + T - 1 of a run of
+  // run_tokens tokens (-1: pos0 + T; longrope picks its factors by it).
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv(int64_t layer, const at::Tensor& h, int64_t pos0,
+                                                     int64_t run_tokens = -1) const;
   // Causal attention of queries at positions q_pos0.. over keys at 0..Tk-1
   // (the layer's sliding window, scaling and soft-capping applied; then
   // the edges `blocked` is true for are removed as well); with a prefix,

@@ -26,6 +26,7 @@ enum class Sub : uint8_t { None, Clean, Corrupted };
 // the attention of token t to `blocked_keys` in the layers marked.
 struct Restoration {
   size_t mediator_slot;
+  Mediator mediator;
   int64_t t, l;
   int64_t start = 0;
   int64_t restore_at = -1;
@@ -36,6 +37,15 @@ struct Restoration {
   int64_t token_layer = -1;
   int base = 0;
   bool knockout = false;
+  // A cell computed as `parent` (same token and base run) up to its
+  // token layer, where the two differ at token t alone: it starts a layer
+  // later from the parent's state, token t computed alone through the
+  // token layer from the parent's input and attention output there. A
+  // severed cell's parent is its hidden cell; a windowed cell's, the one
+  // of the layer below whose window starts at the same layer (the bottom
+  // layers' windows, clipped at 0). Both run in the same sweep.
+  Restoration* parent = nullptr;
+  std::vector<Restoration*> children;
   std::vector<Sub> attn_sub, mlp_sub;  // [layers]
   std::vector<char> blocked;           // [layers]
   std::vector<int64_t> blocked_keys;
@@ -50,7 +60,7 @@ struct Restoration {
 // cell's own base run change nothing below that layer, so they are
 // substituted from it on only.
 Restoration from_plan(size_t slot, const detail::CellPlan& plan, int64_t L) {
-  Restoration r{slot, plan.t, plan.l};
+  Restoration r{slot, plan.mediator, plan.t, plan.l};
   r.base = plan.base;
   r.knockout = is_knockout(plan.mediator);
   r.attn_sub.assign(static_cast<size_t>(L), Sub::None);
@@ -83,11 +93,12 @@ Restoration from_plan(size_t slot, const detail::CellPlan& plan, int64_t L) {
 }
 
 // A base run (corrupted, second draw or clean), kept per layer: block
-// inputs, attention / MLP outputs, and keys/values (already rotated) for
-// the positions a restoration reuses.
+// inputs, attention / MLP outputs, and queries / keys / values (already
+// rotated): a restoration reads the keys / values before its token, and at
+// its first layer the queries / keys / values after it.
 struct CorruptedRun {
   std::vector<at::Tensor> block_in;  // [L + 1] of [rows, T, d]; block_in[L] = final residual
-  std::vector<at::Tensor> attn, mlp, keys, values;
+  std::vector<at::Tensor> attn, mlp, queries, keys, values;
   double low_score = 0;              // its mean metric
   int64_t rows() const { return block_in[0].size(0); }
 };
@@ -104,7 +115,7 @@ CorruptedRun run_corrupted(const Model& model, const detail::PreparedFact& p, co
         k, x,
         [&](const at::Tensor& h1) {
           auto [q, kk, v] = model.qkv(k, h1, 0);
-          r.keys.push_back(kk), r.values.push_back(v);
+          r.queries.push_back(q), r.keys.push_back(kk), r.values.push_back(v);
           return model.attn_out(k, model.attend(k, q, kk, v, 0));
         },
         [&](at::Tensor& a) { r.attn.push_back(a); }, [&](at::Tensor& m) { r.mlp.push_back(m); });
@@ -149,7 +160,41 @@ std::vector<Restoration> plan_restorations(const detail::PreparedFact& p, const 
   for (size_t mi = 0; mi < st.mediators.size(); ++mi)
     for (const auto& [t, l] : detail::mediator_cells(st.mediators[mi], p.first_changed, p.prompt_tokens(), L))
       all.push_back(from_plan(mi, detail::plan_cell(st.mediators[mi], t, l, st, L, p.trace), L));
+  auto adopt = [](Restoration& child, Restoration& parent, int64_t layer) {
+    child.parent = &parent, parent.children.push_back(&child);
+    child.token_layer = layer, child.start = layer + 1;
+  };
+  // The severed cells of a (t, l) whose hidden cell starts at the same
+  // layer from the same run, with the same restored residual, differ from
+  // it in that first block at t only (ROME's notebook severing starts from
+  // another run).
+  auto shares = [L](const Restoration& r) {
+    return r.base == detail::kCorrupted && r.token_layer < 0 && r.restore_at == r.start && r.start < L;
+  };
+  std::map<std::pair<int64_t, int64_t>, Restoration*> hidden;
+  for (Restoration& r : all)
+    if (r.mediator == Mediator::Hidden && shares(r)) hidden[{r.t, r.l}] = &r;
+  for (Restoration& r : all) {
+    if (r.mediator != Mediator::HiddenAttnSevered && r.mediator != Mediator::HiddenMlpSevered) continue;
+    auto it = hidden.find({r.t, r.l});
+    if (shares(r) && it != hidden.end() && it->second->start == r.start) adopt(r, *it->second, r.start);
+  }
+  // Windowed cells of a token whose windows start at the same layer: the
+  // cell of the next layer up substitutes at one more layer, the first
+  // where the two differ (cells come layer by layer, windows growing).
+  std::map<std::tuple<size_t, int64_t, int64_t>, std::pair<Restoration*, int64_t>> below;  // (slot, t, lo) -> cell, hi
+  for (Restoration& r : all) {
+    if ((r.mediator != Mediator::Mlp && r.mediator != Mediator::Attn) || r.token_layer < 0) continue;
+    const auto [lo, hi] = detail::layer_window(r.l, st.window, L);
+    auto& [cell, cell_hi] = below[{r.mediator_slot, r.t, lo}];
+    if (cell && cell_hi < hi) adopt(r, *cell, cell_hi);
+    cell = &r, cell_hi = hi;
+  }
   return all;
+}
+
+int64_t shared_count(const std::vector<Restoration>& all) {
+  return std::count_if(all.begin(), all.end(), [](const Restoration& r) { return r.parent != nullptr; });
 }
 
 // The FLOPs of the runs a fact's restorations start from (corrupted, second
@@ -230,8 +275,12 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
     g.t = key.first;
     g.base = key.second;
     g.rows = runs[static_cast<size_t>(g.base)]->rows();
-    std::stable_sort(g.members.begin(), g.members.end(),
-                     [](const Restoration* a, const Restoration* b) { return a->start < b->start; });
+    // By start layer; of those starting together, the ones that take a
+    // parent's state first, so the ones starting from the base run are
+    // the last rows of the batch at their first layer.
+    std::stable_sort(g.members.begin(), g.members.end(), [](const Restoration* a, const Restoration* b) {
+      return a->start != b->start ? a->start < b->start : (a->parent != nullptr) > (b->parent != nullptr);
+    });
   }
   // Clean values at a token, [1, d]: block inputs (block L = final residual).
   auto clean_block_in = [&](int64_t k, int64_t t) {
@@ -250,40 +299,67 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
     substitute(v, offset, g, len, pick, clean_at(kind, k, g.t), frozen.select(1, g.t));
   };
   // Token t of restorations `ms` of group g through layer j, where only it
-  // changes: from the base run's block input and attention output there,
-  // with the members' substitutions; [ms x rows, d].
-  auto token_block = [&](const Group& g, const std::vector<Restoration*>& ms, int64_t j) {
-    const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
-    const int64_t m = static_cast<int64_t>(ms.size()), t = g.t;
-    const Group one{t, g.base, g.rows, ms, ms.size()};
-    at::Tensor x = base.block_in[j].select(1, t).repeat({m, 1}), a = base.attn[j].select(1, t).repeat({m, 1});
-    flops.out_mlp(m * g.rows, /*mlp_only=*/true);
+  // changes: from its block input x and attention output a there ([ms x
+  // rows, d]), with the members' substitutions; [ms x rows, d].
+  auto token_block = [&](const Group& g, const std::vector<Restoration*>& ms, int64_t j, const at::Tensor& x,
+                         const at::Tensor& a) {
+    const Group one{g.t, g.base, g.rows, ms, ms.size()};
+    flops.out_mlp(static_cast<int64_t>(ms.size()) * g.rows, /*mlp_only=*/true);
     return model.block(
         j, x, [&](const at::Tensor&) { return a; },
         [&](at::Tensor& v) { substitute_site(v, 0, one, 1, SiteKind::Attn, j); },
         [&](at::Tensor& v) { substitute_site(v, 0, one, 1, SiteKind::Mlp, j); });
   };
-  // Restorations starting at layer k join their group's batch (after their
-  // token layer, if any); then every member restoring the input of block k
-  // gets the clean residual at t. Past the last block (k = L) only the
-  // scored positions are kept: a change at t < T - n is not read there.
+  // A parent's input and attention output at its token, [rows, d], in the
+  // layers where a child branches off: the child's token t goes through
+  // that layer from them.
+  std::map<std::pair<const Restoration*, int64_t>, std::pair<at::Tensor, at::Tensor>> at_branch;
+  auto branches_at = [](const Restoration& r, int64_t k) {
+    return std::any_of(r.children.begin(), r.children.end(), [k](const Restoration* c) { return c->token_layer == k; });
+  };
+  // Restorations starting at layer k join their group's batch, from the
+  // base run's state or their parent's (after their token layer, if any);
+  // then every member restoring the input of block k gets the clean
+  // residual at t. Past the last block (k = L) only the scored positions
+  // are kept: a change at t < T - n is not read there.
   auto start_members = [&](int64_t k) {
     for (auto& [key, g] : groups) {
       const int64_t t = g.t, p0 = k == L ? T - n : t;
       const bool t_kept = t >= p0;
       const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
+      const size_t before = g.active;
       std::vector<at::Tensor> fresh;
-      std::vector<Restoration*> by_token;
-      std::vector<size_t> by_token_at;
+      std::vector<Restoration*> by_token, children;
+      std::vector<size_t> by_token_at, children_at;
       while (g.active < g.members.size() && g.members[g.active]->start == k) {
         Restoration* r = g.members[g.active++];
+        if (r->parent) {
+          const auto ip = std::find(g.members.begin(), g.members.begin() + static_cast<std::ptrdiff_t>(before), r->parent) -
+                          g.members.begin();
+          fresh.push_back(g.h.narrow(0, ip * g.rows, g.rows).clone());
+          if (t_kept) children.push_back(r), children_at.push_back(fresh.size() - 1);
+          continue;
+        }
         fresh.push_back(base.block_in[k].narrow(1, p0, T - p0).clone());
         if (r->token_layer >= 0 && t_kept) by_token.push_back(r), by_token_at.push_back(fresh.size() - 1);
       }
-      if (!by_token.empty()) {
-        const at::Tensor out = token_block(g, by_token, k - 1);
-        for (size_t i = 0; i < by_token.size(); ++i)
-          fresh[by_token_at[i]].select(1, 0).copy_(out.narrow(0, static_cast<int64_t>(i) * g.rows, g.rows));
+      auto put_token = [&](const std::vector<Restoration*>& ms, const std::vector<size_t>& at_fresh, const at::Tensor& x,
+                           const at::Tensor& a) {
+        if (ms.empty()) return;
+        const at::Tensor out = token_block(g, ms, k - 1, x, a);
+        for (size_t i = 0; i < ms.size(); ++i)
+          fresh[at_fresh[i]].select(1, 0).copy_(out.narrow(0, static_cast<int64_t>(i) * g.rows, g.rows));
+      };
+      const int64_t m = static_cast<int64_t>(by_token.size());
+      if (m) put_token(by_token, by_token_at, base.block_in[k - 1].select(1, t).repeat({m, 1}),
+                       base.attn[k - 1].select(1, t).repeat({m, 1}));
+      if (!children.empty()) {  // from the parent's input and attention output at t
+        std::vector<at::Tensor> x, a;
+        for (const Restoration* r : children) {
+          const auto& [xt, at_t] = at_branch.at({r->parent, k - 1});
+          x.push_back(xt), a.push_back(at_t);
+        }
+        put_token(children, children_at, at::cat(x, 0), at::cat(a, 0));
       }
       if (!fresh.empty()) {
         if (g.h.defined()) fresh.insert(fresh.begin(), g.h);
@@ -320,29 +396,51 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
     const at::Tensor x_in = at::cat(parts, 0);
     const at::Tensor x_out = last_block ? at::cat(tails, 0) : x_in;
     const at::Tensor normed_in = last_block ? model.attn_norm(k, x_in) : at::Tensor();
-    flops.qkv(n_tok), flops.out_mlp(n_out);
+    flops.out_mlp(n_out);
     auto out_len = [&](const Group& g) { return last_block ? n : T - g.t; };
     // Attention of each group over its own live tokens, with the base
-    // run's keys/values of the positions before them.
+    // run's keys/values of the positions before them. Members in their
+    // first layer from the base run have its inputs after t: their
+    // queries / keys / values there are the base run's, and only token t
+    // is projected.
     auto attention = [&](const at::Tensor& normed_out) {
       const at::Tensor& h1 = last_block ? normed_in : normed_out;
       std::vector<at::Tensor> outs;
       for (size_t gi = 0; gi < live.size(); ++gi) {
         Group& g = *live[gi];
+        const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
         const int64_t len = T - g.t, rows = static_cast<int64_t>(g.active) * g.rows, q_len = out_len(g);
-        auto [q, kk, v] = model.qkv(k, h1.narrow(0, offsets[gi], rows * len).view({rows, len, d}), g.t);
         KvPrefix prefix;  // each member's g.rows rows see the base run's rows' keys before t
-        if (g.t > 0) {
-          const CorruptedRun& base = *runs[static_cast<size_t>(g.base)];
-          prefix = {base.keys[k].narrow(2, 0, g.t), base.values[k].narrow(2, 0, g.t)};
+        if (g.t > 0) prefix = {base.keys[k].narrow(2, 0, g.t), base.values[k].narrow(2, 0, g.t)};
+        at::Tensor mask = knockout_mask(g, k, len, T, h1.device());
+        if (mask.defined() && q_len < len) mask = mask.narrow(2, len - q_len, q_len);
+        auto attend_rows = [&](at::Tensor q, const at::Tensor& kk, const at::Tensor& v, int64_t row0, int64_t n_rows) {
+          if (q_len < len) q = q.narrow(2, len - q_len, q_len);
+          flops.attention(n_rows, q_len, T);
+          const at::Tensor m = mask.defined() ? mask.narrow(0, row0, n_rows) : at::Tensor();
+          outs.push_back(model.attend(k, q, kk, v, T - q_len, m, prefix).reshape({n_rows * q_len, -1}));
+        };
+        size_t computed = g.active;  // members [computed, active): first layer, from the base run
+        while (computed > 0 && g.members[computed - 1]->start == k && !g.members[computed - 1]->parent) --computed;
+        const at::Tensor h = h1.narrow(0, offsets[gi], rows * len).view({rows, len, d});
+        const int64_t rows_all = static_cast<int64_t>(computed) * g.rows, rows_first = rows - rows_all;
+        if (rows_all) {
+          auto [q, kk, v] = model.qkv(k, h.narrow(0, 0, rows_all), g.t);
+          flops.qkv(rows_all * len);
+          attend_rows(q, kk, v, 0, rows_all);
         }
-        at::Tensor mask = knockout_mask(g, k, len, T, q.device());
-        if (q_len < len) {
-          q = q.narrow(2, len - q_len, q_len);
-          if (mask.defined()) mask = mask.narrow(2, len - q_len, q_len);
+        if (rows_first) {
+          auto [q, kk, v] = model.qkv(k, h.narrow(0, rows_all, rows_first).narrow(1, 0, 1), g.t, T);
+          flops.qkv(rows_first);
+          if (len > 1) {
+            const int64_t reps = rows_first / g.rows;
+            auto with_base = [&](const at::Tensor& own, const at::Tensor& b) {
+              return at::cat({own, b.narrow(2, g.t + 1, len - 1).repeat({reps, 1, 1, 1})}, 2);
+            };
+            q = with_base(q, base.queries[k]), kk = with_base(kk, base.keys[k]), v = with_base(v, base.values[k]);
+          }
+          attend_rows(q, kk, v, rows_all, rows_first);
         }
-        flops.attention(rows, q_len, T);
-        outs.push_back(model.attend(k, q, kk, v, T - q_len, mask, prefix).reshape({rows * q_len, -1}));
       }
       return model.attn_out(k, at::cat(outs, 0));
     };
@@ -352,8 +450,29 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
         if (out_len(*live[gi]) == T - live[gi]->t)
           substitute_site(v, out_offsets[gi], *live[gi], out_len(*live[gi]), kind, k);
     };
+    // Parents a child branches off from here keep their input and
+    // attention output at t (where t is an output position: else no child
+    // reads them).
+    auto keep_branch_points = [&](const at::Tensor& a) {
+      for (size_t gi = 0; gi < live.size(); ++gi) {
+        const Group& g = *live[gi];
+        const int64_t len = out_len(g);
+        if (len != T - g.t) continue;
+        for (size_t i = 0; i < g.active; ++i) {
+          if (!branches_at(*g.members[i], k)) continue;
+          const int64_t row = static_cast<int64_t>(i) * g.rows;
+          at_branch[{g.members[i], k}] = {
+              g.h.narrow(0, row, g.rows).select(1, 0).clone(),
+              a.narrow(0, out_offsets[gi] + row * len, g.rows * len).view({g.rows, len, -1}).select(1, 0).clone()};
+        }
+      }
+    };
     const at::Tensor x = model.block(
-        k, x_out, attention, [&](at::Tensor& a) { substitute_all(a, SiteKind::Attn); },
+        k, x_out, attention,
+        [&](at::Tensor& a) {
+          keep_branch_points(a);
+          substitute_all(a, SiteKind::Attn);
+        },
         [&](at::Tensor& m) { substitute_all(m, SiteKind::Mlp); });
     for (size_t gi = 0; gi < live.size(); ++gi) {
       Group& g = *live[gi];
@@ -469,18 +588,23 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
     runs[detail::kClean] = &clean;
   }
 
-  // Chunks bounded by live tokens (each restoration holds rows x (T_run - t)).
+  // Chunks bounded by live tokens (each restoration holds rows x (T_run - t));
+  // a cell goes with its parent.
   const int64_t limit =
       opt.max_batch_tokens == kAutoBatchTokens ? auto_batch_size(model, T_run, S).tokens : opt.max_batch_tokens;
   std::vector<std::vector<Restoration*>> chunks(1);
   int64_t budget = 0;
   for (Restoration& r : all) {
-    const int64_t cost = runs[static_cast<size_t>(r.base)]->rows() * (T_run - r.t);
+    if (r.parent) continue;
+    std::vector<Restoration*> unit{&r};  // r and its descendants
+    for (size_t i = 0; i < unit.size(); ++i) unit.insert(unit.end(), unit[i]->children.begin(), unit[i]->children.end());
+    int64_t cost = 0;
+    for (const Restoration* u : unit) cost += runs[static_cast<size_t>(u->base)]->rows() * (T_run - u->t);
     if (limit > 0 && budget + cost > limit && !chunks.back().empty()) {
       chunks.emplace_back();
       budget = 0;
     }
-    chunks.back().push_back(&r);
+    chunks.back().insert(chunks.back().end(), unit.begin(), unit.end());
     budget += cost;
   }
   for (auto& chunk : chunks) sweep(model, p, runs, chunk, flops, opt.poll);
@@ -495,6 +619,7 @@ FactTrace trace_fact_fast(const Model& model, const std::string& prompt, const s
   detail::finish_trace(p, st);
   if (stats) {
     stats->restorations = static_cast<int64_t>(all.size());
+    stats->shared = shared_count(all);
     stats->sweeps = static_cast<int64_t>(chunks.size());
     stats->max_batch_tokens = limit;
     stats->flops = flops.total;
@@ -518,21 +643,24 @@ FastStats count_trace_flops(const Model& model, const std::string& prompt, const
   FlopCounter flops{c};
   count_base_runs(p, all, flops);
   // What a sweep computes for each: token t's MLP through its token layer;
-  // from its start layer on, its rows x live tokens, their attention over
-  // the whole run (in the last block: the scored positions' queries, output
-  // projection and MLP only), and the head at the scored positions.
+  // from its start layer on, its rows x live tokens (at the start layer,
+  // q / k / v of token t alone unless it starts from a parent), their
+  // attention over the whole run (in the last block: the scored positions'
+  // queries, output projection and MLP only), and the head at the scored
+  // positions.
   const int64_t L = c.n_layers, T = p.run_tokens(), n = p.n_scored;
   for (const Restoration& r : all) {
     const int64_t rows = r.base == detail::kClean ? 1 : p.samples, len = T - r.t;
     if (r.token_layer >= 0 && (r.start < L || r.t == T - n)) flops.out_mlp(rows, /*mlp_only=*/true);
     for (int64_t k = r.start; k < L; ++k) {
-      const int64_t out = k == L - 1 ? n : len;
-      flops.qkv(rows * len), flops.out_mlp(rows * out), flops.attention(rows, out, T);
+      const int64_t out = k == L - 1 ? n : len, projected = k == r.start && !r.parent ? 1 : len;
+      flops.qkv(rows * projected), flops.out_mlp(rows * out), flops.attention(rows, out, T);
     }
     flops.head(rows * n);
   }
   FastStats s;
   s.restorations = static_cast<int64_t>(all.size());
+  s.shared = shared_count(all);
   s.flops = flops.total;
   s.rome_flops = rome_flops(c, p, st);
   return s;

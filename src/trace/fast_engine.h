@@ -7,10 +7,14 @@
 // computes only positions t..T-1, and reads the keys/values of positions
 // < t from the corrupted run's cache. Positions before the subject are not
 // computed at all: noise enters at the subject, so their score is exactly
-// low_score. All restorations (mediators x tokens x layers x samples) run
-// together; at each layer the live tokens of every restoration are packed
-// into one matrix for the projections and the MLP, and attention runs per
-// restored token. Results equal trace_fact_reference to fp32 rounding.
+// low_score. At its first layer only token t's input differs from the base
+// run, so the queries / keys / values after t are the base run's; the
+// severed cells of a (t, l) take their hidden cell's first block, which
+// differs from theirs at token t alone. All restorations (mediators x
+// tokens x layers x samples) run together; at each layer the live tokens
+// of every restoration are packed into one matrix for the projections and
+// the MLP, and attention runs per restored token. Results equal
+// trace_fact_reference to fp32 rounding.
 #pragma once
 #include <functional>
 #include <optional>
@@ -56,6 +60,7 @@ struct FastOptions {
 
 struct FastStats {
   int64_t restorations = 0;  // computed (cells before the subject are not)
+  int64_t shared = 0;        // of those, started from another's state (Restoration::parent)
   int64_t sweeps = 0;
   int64_t max_batch_tokens = 0;  // the bound the sweeps had (0 = none)
   double flops = 0;          // useful multiply-adds x 2, from the shapes computed

@@ -157,6 +157,71 @@ TEST_P(FastVsReference, CountedFlopsEqualThePlannedOnes) {
   }
 }
 
+// The severed cells of a (t, l) take their hidden cell's first block: traced
+// together, the three cost fewer FLOPs than each alone, with the numbers
+// each gives alone (chunked too: a cell and the ones sharing its block
+// stay in one sweep).
+TEST_P(FastVsReference, SeveredCellsShareTheHiddenCellsFirstBlock) {
+  auto model = kt::Model::load(kModels + GetParam(), test_device());
+  const auto& [prompt, subject] = kFacts[1];
+  const std::vector<kt::Mediator> three = {kt::Mediator::Hidden, kt::Mediator::HiddenAttnSevered,
+                                           kt::Mediator::HiddenMlpSevered};
+  for (auto conv : {kt::HiddenConvention::ResidPost, kt::HiddenConvention::ResidPre}) {
+    for (int64_t limit : {int64_t{0}, int64_t{40}}) {
+      auto s = settings(conv);
+      s.mediators = three;
+      kt::FastOptions o;
+      o.max_batch_tokens = limit;
+      kt::FastStats together;
+      const auto all = kt::trace_fact_fast(*model, prompt, subject, s, {}, o, &together);
+      double alone_flops = 0;
+      for (size_t m = 0; m < three.size(); ++m) {
+        s.mediators = {three[m]};
+        kt::FastStats st;
+        const auto one = kt::trace_fact_fast(*model, prompt, subject, s, {}, o, &st);
+        alone_flops += st.flops;
+        EXPECT_LE((one.traces[0].scores - all.traces[m].scores).abs().max().item<double>(), 1e-6)
+            << kt::mediator_name(three[m]) << " " << kt::convention_name(conv) << " limit " << limit;
+      }
+      // Each alone counts the base run too: 2 more of them.
+      const double base_run = kt::forward_flops(model->config(), s.samples,
+                                                static_cast<int64_t>(all.input_ids.size()));
+      EXPECT_LT(together.flops, alone_flops - 2 * base_run - 1) << kt::convention_name(conv) << " limit " << limit;
+      if (limit) EXPECT_GT(together.sweeps, 3);
+    }
+  }
+}
+
+// Which cells start from another's state: per restored token, the two
+// severed cells of every (t, l) whose hidden cell runs a block, and each
+// windowed cell whose window starts where the one below it starts and ends
+// higher; with window 3 or 4 (not the other tests' 2), the numbers still equal
+// the reference engine's.
+TEST_P(FastVsReference, CellsSharingABlockStartFromIt) {
+  auto model = kt::Model::load(kModels + GetParam(), test_device());
+  const int64_t L = model->config().n_layers, W = std::min<int64_t>(L, 4);
+  const auto& [prompt, subject] = kFacts[0];
+  int64_t windowed = 0;  // per token and windowed mediator
+  for (int64_t l = 1; l < L; ++l) {
+    const auto lo = [&](int64_t x) { return std::max<int64_t>(0, x - W / 2); };
+    const auto hi = [&](int64_t x) { return std::min<int64_t>(L, x + (W + 1) / 2); };
+    windowed += lo(l) == lo(l - 1) && hi(l) > hi(l - 1);
+  }
+  ASSERT_GT(windowed, 0);
+  for (auto conv : {kt::HiddenConvention::ResidPost, kt::HiddenConvention::ResidPre}) {
+    auto s = settings(conv);
+    s.window = W;
+    kt::FastStats st;
+    const auto fast = kt::trace_fact_fast(*model, prompt, subject, s, {}, {}, &st);
+    const int64_t tokens = st.restorations / (5 * L);
+    ASSERT_EQ(st.restorations, 5 * L * tokens);
+    const int64_t hidden = conv == kt::HiddenConvention::ResidPost ? L - 1 : L;  // a block after the restored state
+    EXPECT_EQ(st.shared, tokens * (2 * hidden + 2 * windowed)) << kt::convention_name(conv);
+    EXPECT_EQ(kt::count_trace_flops(*model, prompt, subject, s).shared, st.shared);
+    EXPECT_LE(max_diff(fast, kt::trace_fact_reference(*model, prompt, subject, s)), 1e-5) << kt::convention_name(conv);
+  }
+}
+
 // max_batch_tokens auto: a forced small memory budget (KNOWTRACE_MEMORY_BUDGET)
 // gives many small sweeps with the numbers of one sweep; a large one, one
 // sweep; the chosen bound follows the budget.
