@@ -6,11 +6,13 @@ Llama-3.1-8B, for timing on a GPU (no download: config only, random init).
                               [--device cuda] [--dtype bfloat16]
 
 Each model is written with save_pretrained (safetensors, bf16) to OUT/NAME/
-with a tokenizer: the tiny trained BPE of tests/fixtures/tokenizers/llama3
-(2000 ids). vocab_size stays 128256 as in the real models, so the embedding
-and lm_head have their real sizes and cost; token ids simply stay small, and
-prompts split into more tokens than Llama 3's own tokenizer would make.
-bos/eos ids are the fixture tokenizer's (0/1), not 128000/128001.
+with a tokenizer. With --tokenizer DIR (scripts/gpu-prepare.sh makes one
+with bench/llama3_tokenizer.py) it is Llama 3's own: 128256 ids, bos/eos
+128000/128001 as in the real models, so known_1000 prompts have the lengths
+Llama 3 gives them (10.6 tokens on average with the BOS). Without it, the
+tiny trained BPE of tests/fixtures/tokenizers/llama3 (2000 ids, bos/eos 0/1)
+stands in: vocab_size stays 128256, so the embedding and lm_head keep their
+real sizes and cost, but prompts split into more tokens (14.2 on average).
 
 KT_GPU_MODEL_SHAPES=tiny (or --shapes tiny) makes a 2-layer, 64-wide model
 with the same vocabulary instead, to test this script without a GPU.
@@ -48,7 +50,19 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
                       original_max_position_embeddings=8192))
 
 
-def make_config(tf, shape, dtype_name):
+def special_ids(tokenizer_dir):
+    """bos/eos ids of a tokenizer folder, from its config's token names."""
+    try:
+        with open(os.path.join(tokenizer_dir, "tokenizer.json")) as f:
+            added = {t["content"]: t["id"] for t in json.load(f).get("added_tokens", [])}
+        with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as f:
+            cfg = json.load(f)
+        return added[cfg["bos_token"]], added[cfg["eos_token"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"gpu_models.py: {tokenizer_dir}: no tokenizer.json / tokenizer_config.json with bos and eos ({e})")
+
+
+def make_config(tf, shape, dtype_name, bos, eos):
     s = dict(shape)
     rope = s.pop("rope")
     theta = s.pop("rope_theta")
@@ -57,7 +71,7 @@ def make_config(tf, shape, dtype_name):
         s["rope_parameters"] = dict(rope, rope_theta=theta)
     else:
         s["rope_scaling"], s["rope_theta"] = rope, theta
-    cfg = tf.LlamaConfig(bos_token_id=0, eos_token_id=1, attention_bias=False, mlp_bias=False, hidden_act="silu",
+    cfg = tf.LlamaConfig(bos_token_id=bos, eos_token_id=eos, attention_bias=False, mlp_bias=False, hidden_act="silu",
                          initializer_range=0.02, **s)
     setattr(cfg, "dtype" if int(tf.__version__.split(".")[0]) >= 5 else "torch_dtype", dtype_name)
     return cfg
@@ -70,7 +84,7 @@ def same_config(path, cfg):
     except (OSError, ValueError):
         return False
     keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-            "vocab_size", "tie_word_embeddings")
+            "vocab_size", "tie_word_embeddings", "bos_token_id", "eos_token_id")
     files = os.listdir(path)
     has_weights = any(f.endswith(".safetensors") for f in files) and "tokenizer.json" in files
     return has_weights and all(old.get(k) == getattr(cfg, k) for k in keys)
@@ -84,6 +98,8 @@ def main():
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--shapes", default=os.environ.get("KT_GPU_MODEL_SHAPES", "real"), choices=["real", "tiny"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", default=os.environ.get("KT_GPU_TOKENIZER") or TOKENIZER,
+                   help="folder with tokenizer.json and tokenizer_config.json (default: the llama3 fixture)")
     args = p.parse_args()
 
     import torch
@@ -91,12 +107,14 @@ def main():
     tf.utils.logging.disable_progress_bar()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype)
-    summary = {"out": args.out, "device": str(device), "dtype": args.dtype, "shapes": args.shapes, "models": []}
+    bos, eos = special_ids(args.tokenizer)
+    summary = {"out": args.out, "device": str(device), "dtype": args.dtype, "shapes": args.shapes,
+               "tokenizer": os.path.abspath(args.tokenizer), "bos": bos, "eos": eos, "models": []}
     for name in args.models.split(","):
         if name not in SHAPES:
             sys.exit(f"gpu_models.py: unknown model {name!r}; known: {', '.join(SHAPES)}")
         shape = SHAPES[name] if args.shapes == "real" else dict(TINY, tie_word_embeddings=SHAPES[name]["tie_word_embeddings"])
-        cfg = make_config(tf, shape, args.dtype)
+        cfg = make_config(tf, shape, args.dtype, bos, eos)
         path = os.path.join(args.out, name + ("-tiny" if args.shapes == "tiny" else ""))
         t0 = time.perf_counter()
         entry = {"name": name, "path": path, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
@@ -120,8 +138,8 @@ def main():
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            for f in ("tokenizer.json", "tokenizer_config.json"):
-                shutil.copy(os.path.join(TOKENIZER, f), os.path.join(path, f))
+        for f in ("tokenizer.json", "tokenizer_config.json"):  # also on reuse: the tokenizer may be another
+            shutil.copy(os.path.join(args.tokenizer, f), os.path.join(path, f))
         entry["bytes"] = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
         entry["seconds"] = time.perf_counter() - t0
         print(f"gpu_models: {name} -> {path} ({entry['bytes'] / 1e9:.2f} GB, {entry['seconds']:.1f} s"

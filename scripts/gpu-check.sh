@@ -37,6 +37,10 @@
 #   KT_GPU_DTYPE         bfloat16
 #   KT_GPU_SKIP          comma list of steps to skip: build (configure too), compile (build only),
 #                        tests, models, bench
+#   KT_GPU_TESTS         engines (test_fast_engine, test_trace, test_interventions on the GPU) or
+#                        all (every target and every ctest entry; ~2x the time: run it as its own
+#                        call with KT_GPU_SKIP=models,bench, then the bench with KT_GPU_SKIP=tests,
+#                        the build folder kept)
 #   KT_GPU_TORCH_PREFIX  CMake prefix of libtorch (default: from python3's torch)
 #   KT_GPU_FORCE_DEBS=1  unpack every carried dependency, even those found
 #   KNOWTRACE_BIN        use this binary instead of building (with KT_GPU_SKIP=build)
@@ -64,10 +68,13 @@ NOISE="${KT_GPU_NOISE:-0.1}"
 DEVICE="${KT_GPU_DEVICE:-cuda}"
 DTYPE="${KT_GPU_DTYPE:-bfloat16}"
 SKIP="${KT_GPU_SKIP:-}"
+TESTS="${KT_GPU_TESTS:-engines}"
+ENGINE_TESTS=(test_fast_engine test_trace test_interventions)
 KT="${KNOWTRACE_BIN:-$BUILD/knowtrace}"
 START=$(date +%s)
 mkdir -p "$OUTDIR" "$WORK"
 # set by the steps; defaults so a failed step leaves the later ones well defined
+TOKENIZER_NOTE="the tiny llama3 fixture BPE (more tokens per prompt than Llama 3's own: gpu-prepare.sh makes the real one)"
 GEN="Unix Makefiles" HAVE_GTEST=0 TORCH_PREFIX="" NVLIBS="" GPU_NAME="no GPU" NO_BUILD="" MODELS_PID=""
 DEP_ARGS=() CUDA_ARGS=()
 
@@ -307,7 +314,9 @@ configure_build() {
 
   step "build (-j$JOBS)"
   local targets=(knowtrace)
-  [ "$HAVE_GTEST" = 1 ] && ! skipped tests && targets+=(test_fast_engine test_trace)
+  if [ "$HAVE_GTEST" = 1 ] && ! skipped tests; then
+    if [ "$TESTS" = all ]; then targets=(all); else targets+=("${ENGINE_TESTS[@]}"); fi
+  fi
   if timeout "$(limit 330)" cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" >"$WORK/build.log" 2>&1; then
     done_step ok "${targets[*]}"
   else
@@ -322,7 +331,8 @@ configure_build() {
 }
 
 run_tests() {
-  for t in test_fast_engine test_trace; do
+  if [ "$TESTS" = all ]; then run_ctest; return; fi
+  for t in "${ENGINE_TESTS[@]}"; do
     step "tests: $t (KNOWTRACE_TEST_DEVICE=$DEVICE)"
     if skipped tests; then done_step skipped "KT_GPU_SKIP"; continue; fi
     if [ ! -x "$BUILD/$t" ]; then done_step skipped "not built"; continue; fi
@@ -342,6 +352,23 @@ run_tests() {
   done
 }
 
+# KT_GPU_TESTS=all: the whole suite through ctest, the device-aware tests on
+# the GPU (KNOWTRACE_TEST_DEVICE) and the rest against this machine's libtorch
+# build (the npz tests among them).
+run_ctest() {
+  step "tests: every ctest entry (KNOWTRACE_TEST_DEVICE=$DEVICE, -j$JOBS)"
+  if skipped tests; then done_step skipped "KT_GPU_SKIP"; return; fi
+  if [ ! -f "$BUILD/CTestTestfile.cmake" ]; then done_step skipped "not built"; return; fi
+  local rc=0
+  (cd "$BUILD" && LD_LIBRARY_PATH="$(cxx_libs)" KNOWTRACE_TEST_DEVICE="$DEVICE" OMP_WAIT_POLICY=PASSIVE \
+     timeout "$(limit 400)" ctest -j "$JOBS" --timeout 300 --output-on-failure) >"$WORK/ctest.log" 2>&1 || rc=$?
+  cp "$WORK/ctest.log" "$OUTDIR/ctest.log" 2>/dev/null
+  grep -E '^\s*[0-9]+ - .*\((Failed|SEGFAULT|Subprocess aborted|Timeout|Exception|Child aborted)' "$WORK/ctest.log" | head -30
+  local summary; summary=$(grep -E 'tests passed|tests failed' "$WORK/ctest.log" | tail -1)
+  if ((rc == 0)); then done_step ok "$summary"
+  else done_step FAILED "$( ((rc == 124)) && echo "timed out; " )${summary:-ctest exit $rc}"; fi
+}
+
 facts_file() {
   for f in "${KNOWTRACE_DATA_DIR:+$KNOWTRACE_DATA_DIR/known_1000.json}" "$DEBS/known_1000.json" \
            shared/data/known_1000.json ../shared/data/known_1000.json; do
@@ -359,7 +386,12 @@ JEOF
 start_models() {  # random-weight checkpoints, made in the background while knowtrace compiles
   step "models: start $MODELS ($SHAPES shapes) in the background"
   if skipped models; then done_step skipped "KT_GPU_SKIP"; return; fi
-  ( timeout "$(limit 300)" "$PY" bench/gpu_models.py --out "$MODEL_DIR" --models "$MODELS" --shapes "$SHAPES" \
+  local tok=()
+  if [ -f "$DEBS/llama3-tokenizer/tokenizer.json" ]; then
+    tok=(--tokenizer "$DEBS/llama3-tokenizer")
+    TOKENIZER_NOTE="Llama 3's own (llama-models 0.3.0's tokenizer.model as tokenizer.json, bench/llama3_tokenizer.py)"
+  fi
+  ( timeout "$(limit 300)" "$PY" bench/gpu_models.py --out "$MODEL_DIR" --models "$MODELS" --shapes "$SHAPES" "${tok[@]}" \
       >"$WORK/models.json" 2>"$WORK/models.err" ) &
   MODELS_PID=$!
   done_step ok "pid $MODELS_PID, into $MODEL_DIR"
@@ -418,6 +450,14 @@ bench_model() {  # bench_model NAME
   fi
 }
 
+mean_tokens() {  # over the facts knowtrace benchmarked, every model
+  "$PY" - "$WORK" <<'PYEOF' 2>/dev/null || echo "n/a"
+import glob, json, os, sys
+n = [f["tokens"] for p in glob.glob(os.path.join(sys.argv[1], "kt-*.json")) for f in json.load(open(p)).get("facts", [])]
+print("%.1f" % (sum(n) / len(n)) if n else "n/a")
+PYEOF
+}
+
 report() {
   step "table"
   local args=() name
@@ -428,7 +468,7 @@ report() {
   {
     "$PY" bench/bench_table.py --title "knowtrace fast vs ROME on transformers, $GPU_NAME, $DTYPE ($(date -u +%Y-%m-%d))" "${args[@]}"
     echo "Facts: $FACTS_NOTE (knowtrace fast on $FACTS, the Python baseline on $PY_FACTS; speed-ups over the same facts)."
-    echo "S=$SAMPLES, W=$WINDOW, noise $NOISE. Tokenizer: the tiny llama3 fixture BPE (more tokens per prompt than Llama 3's own)."
+    echo "S=$SAMPLES, W=$WINDOW, noise $NOISE. Tokenizer: $TOKENIZER_NOTE; $(mean_tokens) tokens per benchmarked prompt on average."
     echo
     echo "### Steps"
     echo

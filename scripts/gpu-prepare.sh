@@ -3,10 +3,13 @@
 # CUDA machine that has PyTorch but no internet and no apt. Downloads the
 # .deb files of knowtrace's build dependencies (the -dev packages and the
 # runtime libraries they link to), pkg-config and ninja into one folder, and
-# copies known_1000.json beside them. gpu-check.sh unpacks (dpkg -x) only the
+# copies known_1000.json beside them, with Llama 3's own tokenizer as a
+# tokenizer.json (bench/llama3_tokenizer.py: from the llama-models wheel on
+# PyPI; needs a PYTHON with transformers, tokenizers and tiktoken, else the
+# GPU runs fall back to the tiny fixture tokenizer). gpu-check.sh unpacks (dpkg -x) only the
 # ones that machine lacks into a private prefix; nothing is installed there.
 #
-#   bash scripts/gpu-prepare.sh [DIR]          (default .gpu-debs, ~4 MB)
+#   bash scripts/gpu-prepare.sh [DIR]          (default .gpu-debs, ~21 MB)
 #
 # then carry DIR with the working tree, e.g. with the device tool:
 #   run(command="bash scripts/gpu-check.sh", carry=[".gpu-debs"])
@@ -46,6 +49,16 @@ if [ -n "$data" ] && [ -f "$data/known_1000.json" ]; then
   cp "$data/known_1000.json" "$DIR/"
 else
   echo "gpu-prepare: known_1000.json not found (set KNOWTRACE_DATA_DIR): gpu-check.sh will use its 4 built-in facts" >&2
+fi
+
+# Llama 3's tokenizer: the GPU runs' prompts get the lengths Llama 3 gives them.
+PY="${PYTHON:-python3}"
+if "$PY" bench/llama3_tokenizer.py --out "$DIR/llama3-tokenizer" ${data:+--data "$data/known_1000.json"} \
+    >"$DIR/llama3-tokenizer.json" 2>"$DIR/llama3-tokenizer.err"; then
+  echo "gpu-prepare: Llama 3 tokenizer in $DIR/llama3-tokenizer ($("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%d prompts equal to tiktoken, %.2f tokens each on average" % (d["equal_to_tiktoken"], d["mean_tokens_with_bos"]))' "$DIR/llama3-tokenizer.json"))" >&2
+else
+  rm -rf "$DIR/llama3-tokenizer"
+  echo "gpu-prepare: no Llama 3 tokenizer ($(tail -1 "$DIR/llama3-tokenizer.err")): the GPU runs use the fixture BPE" >&2
 fi
 
 # Keep the folder out of git without touching .gitignore.

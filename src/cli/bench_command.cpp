@@ -8,10 +8,6 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
-#if defined(KT_HAVE_C10_CUDA)
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
-
 #include <chrono>
 #include <map>
 #include <cstdio>
@@ -19,6 +15,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "model/device_memory.h"
 #include "model/model.h"
 #include "pipeline/config.h"
 #include "pipeline/dataset.h"
@@ -63,37 +60,6 @@ double matmul_peak(at::ScalarType dtype, at::Device dev, int64_t n, bool engine_
     best = std::max(best, 2.0 * n * n * n / seconds_since(t0));
   }
   return best;
-}
-
-// Peak device memory allocated by the caching allocator since the last
-// reset, bytes; -1 on the CPU or when this build has no c10_cuda.
-int64_t device_peak_bytes(at::Device dev) {
-#if defined(KT_HAVE_C10_CUDA)
-  if (dev.is_cuda()) {
-    const int idx = dev.has_index() ? dev.index() : 0;
-    return c10::cuda::CUDACachingAllocator::getDeviceStats(idx).allocated_bytes[0].peak;  // [0] = aggregate
-  }
-#else
-  (void)dev;
-#endif
-  return -1;
-}
-
-void reset_device_peak(at::Device dev) {
-#if defined(KT_HAVE_C10_CUDA)
-  if (dev.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(dev.has_index() ? dev.index() : 0);
-#else
-  (void)dev;
-#endif
-}
-
-bool device_stats_available(at::Device dev) {
-#if defined(KT_HAVE_C10_CUDA)
-  return dev.is_cuda();
-#else
-  (void)dev;
-  return false;
-#endif
 }
 
 struct BenchArgs {

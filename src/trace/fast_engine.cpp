@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "model/device_memory.h"
 #include "trace/fact_setup.h"
 #include "util/error.h"
 #include "util/memory.h"
@@ -523,6 +524,8 @@ void sweep(const Model& model, const detail::PreparedFact& p, const std::vector<
 
 }  // namespace
 
+int64_t auto_batch_cap(c10::Device dev) { return dev.is_cpu() ? kAutoBatchTokensCpu : kAutoBatchTokensDevice; }
+
 BatchSize auto_batch_size(const Model& model, int64_t T, int64_t rows) {
   const ModelConfig& c = model.config();
   BatchSize b;
@@ -530,22 +533,22 @@ BatchSize auto_batch_size(const Model& model, int64_t T, int64_t rows) {
                        3.0 * c.intermediate + static_cast<double>(c.n_heads) * T;
   b.bytes_per_token = static_cast<int64_t>(units * 4 * (model.dtype() == at::kFloat ? 1.25 : 2.5));
   const int64_t least = rows * T;  // one restoration
-  if (!model.device().is_cpu()) {
-    b.tokens = std::max<int64_t>(least, 32768);
-    b.how = "auto on " + model.device().str() + ": 32768 (device memory not measured)";
-    return b;
-  }
-  b.available_bytes = available_memory_bytes();
+  const bool cpu = model.device().is_cpu();
+  const int64_t cap = auto_batch_cap(model.device());
+  const std::string where = cpu ? "" : " on " + model.device().str();
+  b.available_bytes = cpu ? available_memory_bytes() : device_free_bytes(model.device());
   if (b.available_bytes <= 0) {
-    b.tokens = std::max<int64_t>(least, kAutoBatchTokensCpu);
-    b.how = "auto: " + std::to_string(kAutoBatchTokensCpu) + " (available memory unknown)";
+    const int64_t fallback = cpu ? cap : kAutoBatchTokensUnknown;
+    b.tokens = std::max<int64_t>(least, fallback);
+    b.how = "auto" + where + ": " + std::to_string(fallback) + " (" + (cpu ? "available" : "free") +
+            " memory unknown)";
     return b;
   }
   const int64_t fits = b.available_bytes / 2 / b.bytes_per_token;
-  b.tokens = std::max<int64_t>(least, std::min(fits, kAutoBatchTokensCpu));
-  b.how = "auto: " + format_bytes(b.available_bytes / 2) + " of " + format_bytes(b.available_bytes) + " available, " +
-          format_bytes(b.bytes_per_token) + " per live token" +
-          (fits > kAutoBatchTokensCpu ? ", at most " + std::to_string(kAutoBatchTokensCpu) : "");
+  b.tokens = std::max<int64_t>(least, std::min(fits, cap));
+  b.how = "auto" + where + ": " + format_bytes(b.available_bytes / 2) + " of " + format_bytes(b.available_bytes) +
+          (cpu ? " available, " : " free, ") + format_bytes(b.bytes_per_token) + " per live token" +
+          (fits > cap ? ", at most " + std::to_string(cap) : "");
   return b;
 }
 

@@ -27,24 +27,29 @@ namespace kt {
 
 // max_batch_tokens: sized from the memory available (the default).
 constexpr int64_t kAutoBatchTokens = -1;
-constexpr int64_t kAutoBatchTokensCpu = 16384;  // auto's upper bound on the CPU
+constexpr int64_t kAutoBatchTokensCpu = 16384;     // auto's upper bound on the CPU
+constexpr int64_t kAutoBatchTokensDevice = 65536;  // ... on a GPU
+constexpr int64_t kAutoBatchTokensUnknown = 32768;  // a GPU whose free memory cannot be read
 
 // How many live tokens a sweep of a fact may hold: the sweep's working
 // memory (activations, attention scores, the keys/values of the positions
-// before each restored token) at most half of the memory available. The
-// bytes per live token are the model's activation widths x 4 bytes, scaled
-// by what was measured on SmolLM2 (fp32 0.83, bf16 2.0 of that figure,
-// taken as 1.25 and 2.5), and at most kAutoBatchTokensCpu on the CPU:
-// beyond that a sweep's products are no faster and its larger heap costs
-// page faults (SmolLM2, Vinson fact, 3 mediators: fp32 19.3 s at 16384
-// tokens vs 20.0 s at 65536; bf16 14.0 s vs 17.6 s). On CUDA the device's
-// free memory is not read yet: 32768 tokens.
+// before each restored token) at most half of the memory available (CPU:
+// MemAvailable and the cgroups' room; CUDA: the device's free memory plus
+// the caching allocator's unused reserve, model/device_memory.h). The bytes
+// per live token are the model's activation widths x 4 bytes, scaled by
+// what was measured on SmolLM2 (fp32 0.83, bf16 2.0 of that figure, taken
+// as 1.25 and 2.5), and at most auto_batch_cap(device): on the CPU beyond
+// 16384 a sweep's products are no faster and its larger heap costs page
+// faults (SmolLM2, Vinson fact, 3 mediators: fp32 19.3 s at 16384 tokens vs
+// 20.0 s at 65536; bf16 14.0 s vs 17.6 s); on a GPU 65536, twice the
+// fixed figure of docs/gpu-results-h200.md's runs (not timed there yet).
 struct BatchSize {
   int64_t tokens = 0;
   int64_t bytes_per_token = 0, available_bytes = -1;
   std::string how;  // "auto: 4.1 GiB of 8.2 GiB available, 61.2 KiB per live token"
 };
 BatchSize auto_batch_size(const Model& model, int64_t run_tokens, int64_t rows);
+int64_t auto_batch_cap(c10::Device device);
 // "auto" -> kAutoBatchTokens, else an integer >= 0; kt::Error naming `what` otherwise.
 int64_t parse_batch_tokens(const std::string& text, const std::string& what);
 

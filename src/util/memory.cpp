@@ -1,10 +1,13 @@
 #include "util/memory.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <utility>
+
+#include "util/error.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #if defined(__GLIBC__)
@@ -103,12 +106,19 @@ int64_t cgroup_room() {
 
 }  // namespace
 
+int64_t memory_budget_override() {
+  const char* e = std::getenv("KNOWTRACE_MEMORY_BUDGET");
+  if (!e || !*e) return -1;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(e, &end, 10);
+  if (errno != 0 || !end || *end != '\0' || v <= 0)
+    throw Error(std::string("KNOWTRACE_MEMORY_BUDGET: expected a positive number of bytes, got '") + e + "'");
+  return static_cast<int64_t>(v);
+}
+
 int64_t available_memory_bytes() {
-  if (const char* e = std::getenv("KNOWTRACE_MEMORY_BUDGET"); e && *e) {
-    char* end = nullptr;
-    const long long v = std::strtoll(e, &end, 10);
-    if (end && *end == '\0' && v > 0) return static_cast<int64_t>(v);
-  }
+  if (const int64_t forced = memory_budget_override(); forced > 0) return forced;
   int64_t avail = -1;
 #if defined(__linux__)
   if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {

@@ -20,6 +20,10 @@ int64_t current_rss_bytes();
 // the measurement (tests, or a user sharing the machine). -1 when unknown.
 int64_t available_memory_bytes();
 
+// KNOWTRACE_MEMORY_BUDGET as bytes, or -1 when it is unset or empty; a value
+// that is not a positive integer is a kt::Error naming it.
+int64_t memory_budget_override();
+
 // Keeps the memory a trace frees in the process's heap (glibc: no mmap for
 // large blocks, no trimming, one arena for every thread), once per
 // process: a sweep frees and allocates tensors of tens to hundreds of MB

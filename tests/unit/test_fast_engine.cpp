@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "model/device_memory.h"
 #include "model/model.h"
 #include "test_support.h"
 #include "trace/fast_engine.h"
@@ -227,7 +228,7 @@ TEST_P(FastVsReference, CellsSharingABlockStartFromIt) {
 // sweep; the chosen bound follows the budget.
 TEST(FastEngine, AutoBatchSizeFollowsTheMemoryBudget) {
   auto model = kt::Model::load(kModels + "llama", test_device());
-  if (!model->device().is_cpu()) GTEST_SKIP() << "auto sizing reads CPU memory only";
+  const int64_t cap = kt::auto_batch_cap(model->device());
   auto s = settings(kt::HiddenConvention::ResidPost);
   kt::FastOptions unlimited;
   unlimited.max_batch_tokens = 0;
@@ -249,11 +250,11 @@ TEST(FastEngine, AutoBatchSizeFollowsTheMemoryBudget) {
   }
   {
     kt_test::EnvVar budget("KNOWTRACE_MEMORY_BUDGET", std::to_string(int64_t{1} << 40));
-    // Plenty of memory: the CPU's bound, so as many sweeps as that gives.
+    // Plenty of memory: the device's bound, so as many sweeps as that gives.
     const auto c = kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, {}, &large);
-    EXPECT_EQ(large.max_batch_tokens, kt::kAutoBatchTokensCpu);
+    EXPECT_EQ(large.max_batch_tokens, cap);
     kt::FastOptions capped;
-    capped.max_batch_tokens = kt::kAutoBatchTokensCpu;
+    capped.max_batch_tokens = cap;
     kt::FastStats explicit_cap;
     kt::trace_fact_fast(*model, kFacts[0].first, kFacts[0].second, s, {}, capped, &explicit_cap);
     EXPECT_EQ(large.sweeps, explicit_cap.sweeps);
@@ -264,6 +265,40 @@ TEST(FastEngine, AutoBatchSizeFollowsTheMemoryBudget) {
   EXPECT_EQ(kt::parse_batch_tokens("4096", "x"), 4096);
   EXPECT_THROW(kt::parse_batch_tokens("-3", "--max-batch-tokens"), kt::Error);
   EXPECT_THROW(kt::parse_batch_tokens("lots", "--max-batch-tokens"), kt::Error);
+}
+
+// Without a forced budget auto reads the memory of the model's own device:
+// the CPU's available memory, or on CUDA the device's free memory (a CUDA
+// build reads it; one that cannot says so). A bad budget is a one-line error.
+TEST(FastEngine, AutoBatchSizeReadsTheModelsDevice) {
+  auto model = kt::Model::load(kModels + "llama", test_device());
+  kt_test::EnvVar unset("KNOWTRACE_MEMORY_BUDGET", "");
+  const kt::BatchSize bs = kt::auto_batch_size(*model, 8, 10);
+  if (model->device().is_cpu()) {
+    EXPECT_EQ(kt::auto_batch_cap(model->device()), kt::kAutoBatchTokensCpu);
+    EXPECT_GT(bs.available_bytes, 0);
+    EXPECT_NE(bs.how.find(" available, "), std::string::npos) << bs.how;
+  } else if (kt::device_stats_available(model->device())) {
+    EXPECT_EQ(kt::auto_batch_cap(model->device()), kt::kAutoBatchTokensDevice);
+    EXPECT_GT(bs.available_bytes, int64_t{1} << 20) << bs.how;
+    EXPECT_NE(bs.how.find(" free, "), std::string::npos) << bs.how;
+    EXPECT_GE(bs.tokens, 80);
+    EXPECT_LE(bs.tokens, kt::kAutoBatchTokensDevice);
+  } else {
+    EXPECT_NE(bs.how.find("free memory unknown"), std::string::npos) << bs.how;
+    EXPECT_EQ(bs.tokens, kt::kAutoBatchTokensUnknown);
+  }
+  EXPECT_EQ(kt::device_free_bytes(c10::Device(c10::kCPU)), -1);
+  for (const char* bad : {"lots", "-5", "12x", "0"}) {
+    kt_test::EnvVar budget("KNOWTRACE_MEMORY_BUDGET", bad);
+    try {
+      kt::auto_batch_size(*model, 8, 10);
+      ADD_FAILURE() << "no error for KNOWTRACE_MEMORY_BUDGET=" << bad;
+    } catch (const kt::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("KNOWTRACE_MEMORY_BUDGET"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FastVsReference, ::testing::ValuesIn(kArchs),
