@@ -163,7 +163,8 @@ void count_flops(const BenchSetup& b, const Model& model, const TraceSettings& s
     const FastStats st = count_trace_flops(model, f.prompt, f.subject, s, {});
     const int64_t T = static_cast<int64_t>(model.tokenizer().encode(f.prompt).ids.size());
     out["facts"].push_back({{"id", f.id}, {"tokens", T}, {"restorations", st.restorations},
-                            {"from_shared_blocks", st.shared}, {"flops", st.flops}, {"rome_flops", st.rome_flops}, {"fraction_of_rome_flops", st.flops / st.rome_flops}});
+                            {"from_shared_blocks", st.shared}, {"flops", st.flops}, {"rome_flops", st.rome_flops},
+                            {"fraction_of_rome_flops", st.flops / st.rome_flops}});
     by_length[T].first += st.flops, by_length[T].second += st.rome_flops, ++facts_of_length[T];
     if (!as_json)
       std::printf("%-6s %3lld %8lld %12.1f %12.1f %8.1f%%\n", f.id.c_str(), (long long)T, (long long)st.restorations,
