@@ -386,9 +386,11 @@ JEOF
 start_models() {  # random-weight checkpoints, made in the background while knowtrace compiles
   step "models: start $MODELS ($SHAPES shapes) in the background"
   if skipped models; then done_step skipped "KT_GPU_SKIP"; return; fi
-  local tok=()
-  if [ -f "$DEBS/llama3-tokenizer/tokenizer.json" ]; then
-    tok=(--tokenizer "$DEBS/llama3-tokenizer")
+  local tok=() t="$WORK/llama3-tokenizer"
+  if [ -f "$DEBS/llama3-tokenizer/tokenizer.json.gz" ] && mkdir -p "$t" &&
+     gzip -dc "$DEBS/llama3-tokenizer/tokenizer.json.gz" >"$t/tokenizer.json" &&
+     cp "$DEBS/llama3-tokenizer/tokenizer_config.json" "$t/"; then
+    tok=(--tokenizer "$t")
     TOKENIZER_NOTE="Llama 3's own (llama-models 0.3.0's tokenizer.model as tokenizer.json, bench/llama3_tokenizer.py)"
   fi
   ( timeout "$(limit 300)" "$PY" bench/gpu_models.py --out "$MODEL_DIR" --models "$MODELS" --shapes "$SHAPES" "${tok[@]}" \
