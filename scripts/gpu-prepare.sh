@@ -4,10 +4,11 @@
 # .deb files of knowtrace's build dependencies (the -dev packages and the
 # runtime libraries they link to), pkg-config and ninja into one folder, and
 # copies known_1000.json beside them, with Llama 3's own tokenizer as a
-# tokenizer.json (bench/llama3_tokenizer.py: from the llama-models wheel on
-# PyPI; needs a PYTHON with transformers, tokenizers and tiktoken, else the
-# GPU runs fall back to the tiny fixture tokenizer). gpu-check.sh unpacks (dpkg -x) only the
-# ones that machine lacks into a private prefix; nothing is installed there.
+# gzipped tokenizer.json (bench/llama3_tokenizer.py: from the llama-models
+# wheel on PyPI; needs a PYTHON with transformers, tokenizers and tiktoken,
+# else the GPU runs fall back to the tiny fixture tokenizer). gpu-check.sh
+# unpacks (dpkg -x) only the packages that machine lacks into a private
+# prefix; nothing is installed there.
 #
 #   bash scripts/gpu-prepare.sh [DIR]          (default .gpu-debs, ~7 MB)
 #
