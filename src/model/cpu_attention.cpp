@@ -101,7 +101,9 @@ struct KvHead {
 // keys summed over d, its output blocks of lanes of d summed over the keys,
 // each as two sums in order (even and odd terms) added at the end: no
 // horizontal sums, and about as close to the exact answer as ATen's BLAS
-// products (test_cpu_attention). The sums are fused multiply-adds
+// products (test_cpu_attention). The few output elements past the last
+// whole block of lanes (head sizes not a multiple of kLanes) keep one sum
+// over the keys. The sums are fused multiply-adds
 // where the CPU has them (this file is compiled with contraction, unlike
 // cpu_kernels.cpp), one rounding per term as in a BLAS product.
 template <int NQ, typename T>
